@@ -1,0 +1,38 @@
+"""Build a randomly initialised EG3D generator (and discriminator) and save it as an EG3D
+network pickle that EG3D's own legacy.load_network_pkl and scripts load."""
+
+import click
+
+from . import eg3d as eg3d_bridge
+from .options import eg3d_option
+
+
+@click.command('init-network')
+@click.option('--preset', type=click.Choice(list(eg3d_bridge.PRESETS)), default='tiny', show_default=True,
+              help='Generator configuration')
+@click.option('--out', 'out', required=True, metavar='FILE', help='Where to write the network pickle')
+@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Random seed of the weights')
+@eg3d_option
+def init_network(preset, out, seed, eg3d):
+    """Write a randomly initialised EG3D network pickle (no pretrained weights needed).
+
+    \b
+    Presets:
+      ffhq512  the released FFHQ-512 model's configuration (same parameter shapes as ffhq512-128.pkl)
+      ffhq256  the FFHQ configuration at 256 px
+      small    256 px, laptop-sized
+      tiny     128 px, about 2 M parameters: tests and demos on a CPU
+
+    \b
+    Example:
+      eg3d-regress init-network --preset tiny --out tiny.pkl --seed 0
+    """
+    eg3d_bridge.import_eg3d(eg3d)
+    G, D = eg3d_bridge.build_networks(preset, seed=seed)
+    eg3d_bridge.save_network_pkl(out, G, D, training_set_kwargs=dict(resolution=G.img_resolution, use_labels=True))
+    click.echo(f'Wrote {out}: preset {preset}, {G.img_resolution} px, w {G.backbone.num_ws} x {G.w_dim}, '
+               f'{eg3d_bridge.count_params(G):,} generator parameters')
+
+
+if __name__ == '__main__':
+    init_network()  # pylint: disable=no-value-for-parameter

@@ -1,0 +1,80 @@
+"""Atomic file output and image helpers shared by every command."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary folder beside `path`; it becomes `path` (replacing an old one) only if the
+    block succeeds, so a failure leaves no half-written output folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_npy(path, array):
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.save(f, np.asarray(array))
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """EG3D image tensor [N,C,H,W] or [C,H,W] in [-1,1] -> uint8 HWC (or NHWC) array, as EG3D does."""
+    x = (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    x = x.permute(0, 2, 3, 1) if x.ndim == 4 else x.permute(1, 2, 0)
+    return x.cpu().numpy()
+
+
+def save_image(path, img):
+    """Save a tensor in [-1,1] (CHW or 1CHW) or a uint8 HWC array as an image, atomically."""
+    if isinstance(img, torch.Tensor):
+        img = to_uint8(img[0] if img.ndim == 4 else img)
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        PIL.Image.fromarray(img).save(tmp, format=PIL.Image.registered_extensions().get(path.suffix.lower(), 'PNG'))
+
+
+def image_grid(images, cols):
+    """Tile equally sized uint8 HWC arrays into one grid image, row-major."""
+    images = [np.asarray(i) for i in images]
+    h, w, c = images[0].shape
+    rows = (len(images) + cols - 1) // cols
+    grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
+    return grid

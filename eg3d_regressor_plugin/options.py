@@ -1,0 +1,52 @@
+"""Click options and parsers shared by the commands (EG3D's option names and styles)."""
+
+import re
+
+import click
+
+from .errors import UserError
+
+
+def eg3d_option(f):
+    return click.option('--eg3d', 'eg3d', metavar='PATH', envvar=None, default=None,
+                        help='EG3D checkout (repo root or its eg3d/ folder)  [default: $EG3D_ROOT, then ../eg3d]')(f)
+
+
+def device_option(f):
+    return click.option('--device', default='auto', show_default=True, metavar='auto|cpu|cuda[:N]',
+                        help='Where to run')(f)
+
+
+def parse_range(s):
+    """'0,1,4-6' -> [0, 1, 4, 5, 6] (EG3D's --seeds syntax)."""
+    if isinstance(s, (list, tuple)):
+        return list(s)
+    out = []
+    for part in str(s).split(','):
+        m = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
+        if not m:
+            raise click.BadParameter(f'{s!r}: expected a list like 0,1,4-6')
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise click.BadParameter(f'{part!r}: range end before start')
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+def seeds_type(ctx, param, value):
+    return None if value is None else parse_range(value)
+
+
+def parse_floats(s, name='value'):
+    """'-3:3:7' (start:stop:count, inclusive) or '-1,0,2.5' -> list of floats."""
+    import numpy as np
+    try:
+        if ':' in s:
+            a, b, n = s.split(':')
+            n = int(n)
+            if n < 1:
+                raise ValueError
+            return [float(v) for v in np.linspace(float(a), float(b), n)]
+        return [float(v) for v in s.split(',')]
+    except ValueError:
+        raise UserError(f'{name} {s!r}: expected START:STOP:COUNT (e.g. -3:3:7) or a list like -1,0,2.5') from None

@@ -1,0 +1,73 @@
+"""Shared fixtures. Tests that need EG3D carry `@pytest.mark.eg3d` and are skipped, with the
+reason, when no checkout is found (EG3D_ROOT or ../eg3d)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _find_eg3d():
+    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin.errors import UserError
+    try:
+        return eg3d.find_eg3d(), None
+    except UserError as e:
+        return None, e.message
+
+
+EG3D_ROOT, EG3D_MISSING = _find_eg3d()
+
+
+def pytest_collection_modifyitems(config, items):
+    if EG3D_ROOT is not None:
+        return
+    skip = pytest.mark.skip(reason=f'needs an EG3D checkout: {EG3D_MISSING}')
+    for item in items:
+        if 'eg3d' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def eg3d_root():
+    from eg3d_regressor_plugin import eg3d
+    return eg3d.import_eg3d()
+
+
+@pytest.fixture(scope='session')
+def tiny_G(eg3d_root):
+    """A randomly initialised `tiny` generator (128 px, 14 x 512 w), CPU, eval mode."""
+    from eg3d_regressor_plugin import eg3d
+    G, _ = eg3d.build_networks('tiny', seed=0, w_avg_samples=2000)
+    return G
+
+
+@pytest.fixture(scope='session')
+def tiny_pkl(tmp_path_factory, tiny_G):
+    """The same generator written as an EG3D network pickle."""
+    from eg3d_regressor_plugin import eg3d
+    path = tmp_path_factory.mktemp('net') / 'tiny.pkl'
+    eg3d.save_network_pkl(path, tiny_G)
+    return path
+
+
+def run_cli(*args, cwd=None, env=None, timeout=900):
+    """Run `python -m eg3d_regressor_plugin.cli ARGS` in a subprocess; returns CompletedProcess."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault('PYTHONWARNINGS', 'ignore')
+    return subprocess.run([sys.executable, '-m', 'eg3d_regressor_plugin.cli', *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def assert_one_line_error(proc):
+    """A user error: non-zero exit, one line on stderr, no traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
