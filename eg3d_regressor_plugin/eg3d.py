@@ -356,13 +356,14 @@ def build_networks(preset='tiny', seed=0, w_avg_samples=10000):
     return G, D
 
 
-def save_network_pkl(path, G, D=None, training_set_kwargs=None):
-    """Write an EG3D snapshot (G, D, G_ema, augment_pipe, training_set_kwargs) atomically."""
+def save_network_pkl(path, G, D, training_set_kwargs=None):
+    """Write an EG3D snapshot (G, D, G_ema, augment_pipe, training_set_kwargs) atomically; EG3D's
+    legacy.load_network_pkl requires all of G, D and G_ema."""
     import copy
     from .io import atomic_path
     snapshot = dict(training_set_kwargs=training_set_kwargs, augment_pipe=None)
     for name, module in [('G', G), ('D', D), ('G_ema', G)]:
-        snapshot[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
+        snapshot[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
             pickle.dump(snapshot, f)

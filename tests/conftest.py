@@ -40,19 +40,23 @@ def eg3d_root():
 
 
 @pytest.fixture(scope='session')
-def tiny_G(eg3d_root):
-    """A randomly initialised `tiny` generator (128 px, 14 x 512 w), CPU, eval mode."""
+def tiny_networks(eg3d_root):
+    """A randomly initialised `tiny` generator (128 px, 14 x 512 w) and its discriminator, CPU."""
     from eg3d_regressor_plugin import eg3d
-    G, _ = eg3d.build_networks('tiny', seed=0, w_avg_samples=2000)
-    return G
+    return eg3d.build_networks('tiny', seed=0, w_avg_samples=2000)
 
 
 @pytest.fixture(scope='session')
-def tiny_pkl(tmp_path_factory, tiny_G):
+def tiny_G(tiny_networks):
+    return tiny_networks[0]
+
+
+@pytest.fixture(scope='session')
+def tiny_pkl(tmp_path_factory, tiny_networks):
     """The same generator written as an EG3D network pickle."""
     from eg3d_regressor_plugin import eg3d
     path = tmp_path_factory.mktemp('net') / 'tiny.pkl'
-    eg3d.save_network_pkl(path, tiny_G)
+    eg3d.save_network_pkl(path, *tiny_networks)
     return path
 
 

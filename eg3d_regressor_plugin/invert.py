@@ -1,0 +1,49 @@
+"""Image -> (w, pose, camera label): the one path from a photo or render to EG3D's latent code,
+shared by gen, eval, interp and edit."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import cameras
+from .images import load_image, to_tensor
+
+
+def load_input(path, align=True, face_index=None, size=512):
+    """An input image as uint8 [size,size,3]: EG3D's in-the-wild crop when `align` (needs the
+    "align" extra), else the image itself resized (for inputs that are already EG3D-style crops)."""
+    img = load_image(path)
+    info = {}
+    if align:
+        from .align import align_face
+        img, info = align_face(img, face_index=face_index, output_size=size, name=Path(path).name)
+    elif img.shape[0] != size or img.shape[1] != size:
+        import PIL.Image
+        img = np.asarray(PIL.Image.fromarray(img).resize((size, size), PIL.Image.LANCZOS))
+    return img, info
+
+
+class Inverter:
+    """Regress w and the pose of images with a trained regressor checkpoint, for generator G."""
+
+    def __init__(self, G, regressor_path, device='cpu'):
+        from .training.checkpoint import load_regressor
+        self.G = G
+        self.device = torch.device(device)
+        self.predictor = load_regressor(regressor_path, G=G, device=self.device)
+
+    def __call__(self, img, pose='predicted'):
+        """img: uint8 [H,W,3] or a tensor [N,3,H,W] in [-1,1]. pose: 'predicted', 'frontal' or
+        (yaw, pitch) for the returned camera label. Returns dict(w [N,num_ws,w_dim], yaw, pitch
+        (the predicted pose, [N] tensors), c [N,25] (the label to render with))."""
+        x = to_tensor(img, device=self.device) if isinstance(img, np.ndarray) else img.to(self.device)
+        w, p = self.predictor(x)
+        yaw, pitch = p[:, 0], p[:, 1]
+        if pose == 'predicted':
+            c = cameras.pose_to_label(yaw, pitch, device=self.device)
+        elif pose == 'frontal':
+            c = cameras.frontal_label(len(w), device=self.device)
+        else:
+            c = cameras.pose_to_label(torch.full((len(w),), pose[0]), torch.full((len(w),), pose[1]), device=self.device)
+        return dict(w=w, yaw=yaw, pitch=pitch, c=c)
