@@ -112,7 +112,7 @@ def to_tensor(img_uint8, size=None, device='cpu') -> torch.Tensor:
     a = np.asarray(img_uint8)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f'expected a uint8 [H,W,3] array, got {a.dtype} {list(a.shape)}')
-    x = torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1
+    x = torch.tensor(a, device=device).permute(2, 0, 1)[None].float() / 127.5 - 1  # copies: arrays may be read-only
     if size is not None and tuple(x.shape[2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode='bicubic', align_corners=False, antialias=True).clamp(-1, 1)
     return x

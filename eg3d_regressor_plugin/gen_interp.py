@@ -1,0 +1,106 @@
+"""Interpolate between faces in EG3D's W+: images or w codes -> a strip of in-between faces, their
+codes, shapes and a video."""
+
+from pathlib import Path
+
+import click
+import torch
+
+from . import cameras
+from . import eg3d as eg3d_bridge
+from . import latent_interp as li
+from . import render
+from .edit import Sources, check_outdir, pingpong, sequence_frames, write_json, write_sequence
+from .errors import require_extra
+from .io import atomic_dir
+from .options import device_option, eg3d_option
+
+#----------------------------------------------------------------------------
+
+@click.command('interp')
+@click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
+@click.option('--from', 'start', required=True, metavar='IMAGE|NPY', help='First face: an image (needs --regressor) or a w .npy')
+@click.option('--to', 'end', required=True, metavar='IMAGE|NPY', help='Last face')
+@click.option('--via', 'via', multiple=True, metavar='IMAGE|NPY', help='Faces to pass through on the way, in order (repeatable)')
+@click.option('--regressor', 'regressor_path', metavar='PT', help='Regressor checkpoint, for faces given as images')
+@click.option('--steps', type=click.IntRange(min=2), default=7, show_default=True,
+              help='Codes per segment, both ends included (K faces give (K-1)*(steps-1)+1 codes)')
+@click.option('--mode', type=click.Choice(['linear', 'spherical']), default='linear', show_default=True,
+              help='Linear, or spherical about the generator\'s w_avg (directions slerped, norms lerped)')
+@click.option('--layers', default=None, metavar='LEVELS',
+              help='Interpolate only these W+ levels (0-7, coarse, middle, fine, 3,5,8-10); the others keep --from\'s  [default: all]')
+@click.option('--pose', 'pose_spec', default='predicted', show_default=True, metavar='predicted|frontal|YAW,PITCH',
+              help='Camera of every step: predicted (--from\'s pose, or the c.npy beside it; else frontal), frontal, or radians')
+@click.option('--no-align', is_flag=True, help='Images are already EG3D-style crops: only resize them')
+@click.option('--face-index', type=click.IntRange(min=0), default=None, help='Which face of each image, 0 = largest')
+@click.option('--shapes', is_flag=True, help='Also write a shape per step')
+@click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True, help='Shape grid resolution')
+@click.option('--shape-format', type=click.Choice(['.mrc', '.ply']), default='.mrc', show_default=True,
+              help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')
+@click.option('--video', is_flag=True, help='Also write interp.mp4: the path there and back (needs the "video" extra)')
+@click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the video')
+@click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')
+@click.option('--orbit', is_flag=True, help='Orbit the camera during the video')
+@click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
+@eg3d_option
+@device_option
+def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, pose_spec, no_align, face_index,
+           shapes, shape_res, shape_format, video, video_frames, fps, orbit, outdir, eg3d, device):
+    """Interpolate between two or more faces in W+ and render the path in 3D.
+
+    Writes to OUTDIR: strip.png (every step, up to 10 per row), w_<iii>.npy (float32
+    [1, 14, 512] per step, w_000.npy = --from exactly, the last = --to exactly), c.npy (the
+    camera), interp.json, with --shapes shape_<iii>.mrc/.ply per step, with --video interp.mp4
+    (the path there and back, the camera orbiting with --orbit).
+
+    Examples:
+
+    \b
+    # Two photos, spherical interpolation, 9 steps, with a video.
+    eg3d-regress interp --network=ffhq512-128.pkl --regressor=regressor.pt \\
+        --from=a.jpg --to=b.jpg --steps=9 --mode=spherical --video --outdir=out/ab
+
+    \b
+    # Codes from gen/sample-codes through a third face, fine levels only, with meshes.
+    python -m eg3d_regressor_plugin.gen_interp --network=G.pkl --from=codes/seed0000.npy \\
+        --via=codes/seed0001.npy --to=codes/seed0002.npy --layers=fine --shapes --shape-format=.ply --outdir=out/abc
+    """
+    specs = [start, *via, end]
+    pose = cameras.parse_pose(pose_spec)
+    Sources.check(specs, regressor_path, not no_align)
+    if video:
+        require_extra('video')
+    check_outdir(outdir)
+
+    device = eg3d_bridge.get_device(device)
+    G = eg3d_bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
+    num_ws = int(G.backbone.num_ws)
+    level_list = li.parse_layers(layers, num_ws)
+    sources = Sources(G, regressor_path, pose=pose, align=not no_align, face_index=face_index, device=device)
+    srcs = [sources(s) for s in specs]
+    knots = [s['w'][0] for s in srcs]
+    center = G.backbone.mapping.w_avg.detach().to(device) if mode == 'spherical' else None
+    ws = li.interpolate(knots, steps, mode=mode, layers=level_list, center=center).float()
+    c = srcs[0]['c']
+    tags = [f'{i:03d}' for i in range(len(ws))]
+
+    with atomic_dir(outdir) as tmp:
+        shape_files = write_sequence(tmp, G, ws, c, tags, cols=10, grid_name='strip.png', shapes=shapes,
+                                     shape_res=shape_res, shape_format=shape_format)
+        if video:
+            forward = max(2, video_frames // 2 + 1)
+            per_segment = max(2, round((forward - 1) / (len(knots) - 1)) + 1)
+            path = li.interpolate(knots, per_segment, mode=mode, layers=level_list, center=center).float()
+            frame_ws = torch.stack(pingpong(path))
+            render.write_video(Path(tmp) / 'interp.mp4', sequence_frames(G, frame_ws, c, orbit), fps=fps)
+        write_json(Path(tmp) / 'interp.json', dict(
+            sources=[s['source'] for s in srcs], network=str(network_pkl), steps=steps, mode=mode,
+            center='w_avg' if mode == 'spherical' else None, layers=li.format_layers(level_list, num_ws),
+            pose=pose_spec, yaw=srcs[0]['yaw'], pitch=srcs[0]['pitch'], codes=[f'w_{t}.npy' for t in tags],
+            knots=[i * (steps - 1) for i in range(len(specs))], shapes=shape_files,
+            video='interp.mp4' if video else None, orbit=orbit))
+    click.echo(f'Interpolated {" -> ".join(Path(s).name for s in specs)} ({mode}, {len(ws)} codes) -> {outdir}')
+
+
+if __name__ == '__main__':
+    interp()  # pylint: disable=no-value-for-parameter
