@@ -75,3 +75,33 @@ def assert_one_line_error(proc):
     lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1, proc.stderr
     return lines[0]
+
+
+def make_tiny_regressor(G, path, steps=30, seed=0):
+    """A small U-Net regressor checkpoint for G, fitted for a few steps on 8 synthetic pairs: the
+    file format is real, the quality is not the point."""
+    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin.training.checkpoint import normalize_w, save_checkpoint
+    from eg3d_regressor_plugin.training.data import PairSampler, estimate_w_stats
+    from eg3d_regressor_plugin.training.networks import build_regressor
+    torch.manual_seed(seed)
+    stats = estimate_w_stats(G, num=256)
+    model = build_regressor('unet', num_ws=G.backbone.num_ws, w_dim=G.w_dim, input_resolution=32,
+                            base_channels=8, max_channels=16, depth=2, head_channels=32)
+    batch = PairSampler(G, resolution=32).sample_seeds(range(50000, 50008))
+    target = normalize_w(batch['w'], stats)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        out = model(batch['img'])
+        loss = (out['w'] - target).abs().mean() + (out['pose'] - batch['pose']).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return save_checkpoint(path, model.eval(), stats, eg3d.generator_identity(G))
+
+
+@pytest.fixture(scope='session')
+def tiny_regressor(tmp_path_factory, tiny_G):
+    """A regressor checkpoint (.pt) for tiny_G (see make_tiny_regressor)."""
+    return make_tiny_regressor(tiny_G, tmp_path_factory.mktemp('regressor') / 'tiny-regressor.pt')

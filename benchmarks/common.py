@@ -1,0 +1,160 @@
+"""Shared pieces of the benchmark scripts: the generator and regressor they measure, held-out
+synthetic images, timing, a description of the machine, and the printed table / JSON result.
+
+Every script compares its contenders in one process, on one generator, interleaved where it can,
+so that ratios hold on a noisy machine. Results go to benchmarks/<name>.json (<name>.quick.json
+with --quick, so a smoke run never replaces a real result).
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = HERE / '.cache'  # built generators and quickly trained regressors, reused between scripts
+
+sys.path.insert(0, str(REPO))  # run from a fresh clone without installing
+
+from eg3d_regressor_plugin import eg3d as eg3d_bridge  # noqa: E402
+
+
+def machine(device):
+    """Where and when the numbers were taken."""
+    try:
+        commit = subprocess.run(['git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
+    except OSError:
+        pass
+    info = dict(date=datetime.datetime.now().isoformat(timespec='seconds'), commit=commit, cpu=cpu,
+                cpu_cores=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
+                python=platform.python_version(), device=str(device))
+    if torch.device(device).type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def sync(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device):
+    """(result, seconds) of fn(), with the GPU synchronised on both sides."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+#----------------------------------------------------------------------------
+# What is measured.
+
+def generator(network=None, preset='tiny', device='cpu', eg3d=None):
+    """(G, path of its network pickle): loaded from --network, or built from a preset (seed 0)
+    and cached as a pickle, so that subprocesses (`gen`) can load the same generator."""
+    eg3d_bridge.import_eg3d(eg3d)
+    if network:
+        return eg3d_bridge.load_generator(network, device=device), Path(network)
+    path = CACHE / f'{preset}-seed0.pkl'
+    if path.is_file():
+        return eg3d_bridge.load_generator(path, device=device), path
+    G, D = eg3d_bridge.build_networks(preset, seed=0, w_avg_samples=2000)
+    eg3d_bridge.save_network_pkl(path, G, D)
+    return G.to(device), path
+
+
+def untrained_regressor(G, arch='unet', input_resolution=256, path=None, **arch_kwargs):
+    """A regressor checkpoint with the given architecture and fresh weights: enough wherever only
+    time or memory is measured (they do not depend on the weights). Returns its path."""
+    from eg3d_regressor_plugin.training.checkpoint import save_checkpoint
+    from eg3d_regressor_plugin.training.networks import build_regressor
+    torch.manual_seed(0)
+    model = build_regressor(arch, num_ws=G.backbone.num_ws, w_dim=G.w_dim, input_resolution=input_resolution,
+                            **arch_kwargs)
+    w_avg = G.backbone.mapping.w_avg.detach().cpu().float()
+    stats = dict(center=w_avg.reshape(1, -1).repeat(G.backbone.num_ws, 1), scale=torch.ones(G.backbone.num_ws, G.w_dim))
+    path = Path(path or CACHE / f'untrained-{arch}-{input_resolution}-{eg3d_bridge.generator_identity(G)["w_avg_sha"]}.pt')
+    save_checkpoint(path, model.eval(), stats, eg3d_bridge.generator_identity(G))
+    return path
+
+
+def trained_regressor(G, network_pkl, regressor=None, kimg=2.0, arch='unet', input_res=64, device='cpu', eg3d=None):
+    """The checkpoint to measure: --regressor when given, else one trained here on `kimg` thousand
+    synthetic pairs with the project's own training loop (cached by generator, architecture and
+    budget, so the scripts share it). Returns its path."""
+    if regressor:
+        return Path(regressor)
+    from eg3d_regressor_plugin.training.training_loop import training_loop
+    ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
+    run_dir = CACHE / f'train-{arch}-{input_res}px-{kimg:g}kimg-{ident}'
+    final = sorted(run_dir.glob('regressor-snapshot-*.pt')) if run_dir.is_dir() else []
+    if final and (run_dir / 'done').is_file():
+        return final[-1]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f'Training a {arch} regressor on {kimg:g} kimg for the benchmark (cached in {run_dir})...', flush=True)
+    t0 = time.perf_counter()
+    training_loop(run_dir, str(network_pkl), arch=arch, input_res=input_res, kimg=kimg, tick_kimg=max(kimg / 4, 0.016),
+                  snap=1000, val_seeds=tuple(range(8)), grid=4, w_stats_samples=2000, device=device, eg3d=eg3d)
+    (run_dir / 'done').write_text(f'{time.perf_counter() - t0:.1f} s\n')
+    return sorted(run_dir.glob('regressor-snapshot-*.pt'))[-1]
+
+
+def held_out(G, seeds):
+    """Held-out synthetic pairs (the sampler's plain seeds, which training never draws), one per
+    seed: dict(img uint8 [R,R,3] as read from a file, w [1,num_ws,w_dim], yaw, pitch, c [1,25])."""
+    from eg3d_regressor_plugin.io import to_uint8
+    from eg3d_regressor_plugin.training.data import PairSampler
+    sampler = PairSampler(G, resolution=G.img_resolution)
+    out = []
+    for seed in seeds:
+        s = sampler.sample_seeds([seed])
+        out.append(dict(seed=seed, img=to_uint8(s['img'])[0], w=s['w'], yaw=float(s['pose'][0, 0]),
+                        pitch=float(s['pose'][0, 1]), c=s['c']))
+    return out
+
+#----------------------------------------------------------------------------
+# Output.
+
+def fmt(v, digits=4):
+    if v is None:
+        return '-'
+    if isinstance(v, float):
+        return f'{v:.{digits}g}'
+    return str(v)
+
+
+def table(rows, columns):
+    """A plain-text table of dict rows; columns: list of (key, header)."""
+    cells = [[h for _, h in columns]] + [[fmt(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ['  '.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def save(name, result, quick=False):
+    """Write the result as benchmarks/<name>.json (.quick.json for --quick) and return the path."""
+    path = HERE / f'{name}{".quick" if quick else ""}.json'
+    tmp = path.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(result, indent=2, default=float) + '\n')
+    os.replace(tmp, path)
+    return path
+
+
+def median(xs):
+    return float(np.median(np.asarray(xs, dtype=np.float64)))

@@ -1,0 +1,160 @@
+"""W+ optimisation against a target image at a fixed camera: `gen --refine-steps` starts it from
+the regressor's prediction, and the benchmarks start the same function from w_avg as the
+optimisation-inversion baseline (what EG3D projectors and PTI's first stage do).
+
+The loss is the MSE of the rendered image (at the generator's output resolution, the neural
+rendering at its own resolution, as EG3D renders by default) against the target, on the image
+clamped to [-1, 1] as saved (gradients pass straight through the clamp); optionally the MSE of
+the raw neural rendering against the target resized to it (raw_weight) and a perceptual (LPIPS)
+term. Adam, with the learning rate ramped up and down as in StyleGAN's projector. Rendering uses
+the same fixed seed as render.render, so the history's PSNR is the PSNR of what `render` later
+gives for the returned w.
+
+Perceptual distance: nothing that needs a download is used by default. `perceptual` takes
+  - a path or URL to StyleGAN's LPIPS VGG16 (`vgg16.pt`, TorchScript, as in stylegan2-ada's
+    projector; or `vgg16.pkl` from the StyleGAN3 metrics), or
+  - 'lpips' for the `lpips` package (needs it and torchvision installed, with their VGG weights
+    cached).
+"""
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import render as _render
+from .errors import UserError
+from .metrics import psnr_tensor
+
+
+def target_tensor(target, resolution, device):
+    """A target image (uint8 HWC array or tensor [N,3,H,W] in [-1,1]) as [N,3,res,res] in [-1,1]."""
+    if isinstance(target, np.ndarray):
+        from .images import to_tensor
+        target = to_tensor(target)
+    target = target.to(device=device, dtype=torch.float32)
+    if target.ndim == 3:
+        target = target[None]
+    if target.shape[-1] != resolution or target.shape[-2] != resolution:
+        target = F.interpolate(target, size=(resolution, resolution), mode='area')
+    return target
+
+
+def load_perceptual(spec, device):
+    """A function (img [N,3,H,W] in [-1,1], target) -> LPIPS distance [N], or None for spec None.
+    A spec that cannot be loaded is a UserError naming what is missing."""
+    if spec in (None, '', 'none'):
+        return None
+    if spec == 'lpips':
+        try:
+            import lpips
+            net = lpips.LPIPS(net='vgg', verbose=False).eval().requires_grad_(False).to(device)
+        except Exception as e:  # not installed, or its VGG weights cannot be downloaded here
+            raise UserError(f'perceptual loss "lpips" is not available ({type(e).__name__}: {str(e)[:120]}); '
+                            'pip install lpips torchvision (and let it fetch its VGG weights once), '
+                            'or pass a path to StyleGAN\'s vgg16.pt') from None
+
+        def lpips_fn(x, y):
+            return net(x, y, normalize=False).flatten()
+        return lpips_fn
+    from .eg3d import import_eg3d
+    import_eg3d()
+    import dnnlib
+    try:
+        with dnnlib.util.open_url(str(spec), verbose=False) as f:
+            if str(spec).endswith('.pkl'):
+                import pickle
+                vgg16 = pickle.load(f)
+            else:
+                vgg16 = torch.jit.load(f)
+        vgg16 = vgg16.eval().requires_grad_(False).to(device)
+    except Exception as e:
+        raise UserError(f'perceptual network {spec} cannot be loaded ({type(e).__name__}: {str(e)[:120]}); '
+                        'pass StyleGAN\'s vgg16.pt (TorchScript) or vgg16.pkl') from None
+
+    def vgg_fn(x, y):
+        # StyleGAN's VGG16 takes [0,255] images; the projector compares them at most 256 px.
+        def prep(img):
+            img = (img + 1) * 127.5
+            return F.interpolate(img, size=(256, 256), mode='area') if img.shape[-1] > 256 else img
+        fx = vgg16(prep(x), resize_images=False, return_lpips=True)
+        fy = vgg16(prep(y), resize_images=False, return_lpips=True)
+        return (fx - fy).square().sum(1)
+    return vgg_fn
+
+
+def saturate(img):
+    """Clamp to [-1, 1] as saving does, passing gradients straight through: pixels already beyond
+    the range on the target's side cost nothing, and none is stuck where the clamp is flat."""
+    return img + (img.clamp(-1, 1) - img).detach()
+
+
+def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual_weight=1.0, raw_weight=0.0,
+               callback=None, seed=0, keep_best=True, progress=False, desc='optimise w'):
+    """Optimise W+ codes so that G renders `target` at camera `c`; the camera stays fixed.
+
+    G: EG3D generator (its parameters are not changed). target: uint8 HWC array or [N,3,H,W] in
+    [-1,1]. c: [N,25] camera labels. w_init: [N,num_ws,w_dim]. steps: Adam steps (0 only evaluates
+    w_init). perceptual: None, a loaded perceptual function (see load_perceptual) or a spec for it.
+    callback(step, w, record) is called after every evaluation; returning True stops early.
+    keep_best: return, per sample, the evaluated w with the lowest loss (never worse than w_init);
+    else the last one.
+
+    Returns (w [N,num_ws,w_dim] detached, history): history[k] describes the w after k steps:
+    dict(step, loss, psnr (dB, mean over samples; of the rendered image clamped to [-1, 1], as
+    saved), seconds (since start)).
+    """
+    device = w_init.device
+    target = target_tensor(target, G.img_resolution, device)
+    c = c.to(device)
+    if perceptual is not None and not callable(perceptual):
+        perceptual = load_perceptual(perceptual, device)
+    nr = G.neural_rendering_resolution
+    target_raw = F.interpolate(target, size=(nr, nr), mode='area')
+
+    w = w_init.detach().clone().float().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
+    best_w = w.detach().clone()
+    best_loss = torch.full((len(w),), math.inf, device=device)
+    history = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(steps + 1), desc=desc, unit='step', disable=not progress, leave=False)
+    for step in bar:
+        last = step == steps
+        out = _render.render(G, w if not last else w.detach(), c, seed=seed, grad=not last)
+        img, raw = saturate(out['image']), saturate(out['image_raw'])
+        loss = (img - target).square().flatten(1).mean(1)
+        if raw_weight:
+            loss = loss + raw_weight * (raw - target_raw).square().flatten(1).mean(1)
+        if perceptual is not None:
+            loss = loss + perceptual_weight * perceptual(img, target)
+        with torch.no_grad():
+            better = loss.detach() < best_loss
+            best_loss = torch.where(better, loss.detach(), best_loss)
+            best_w[better] = w.detach()[better]
+        record = dict(step=step, loss=float(loss.detach().mean()), psnr=float(psnr_tensor(img, target).mean()),
+                      seconds=time.perf_counter() - t0)
+        history.append(record)
+        bar.set_postfix(psnr=f'{record["psnr"]:.2f}')
+        stop = callback is not None and callback(step, w.detach(), record)
+        if last or stop:
+            break
+        # StyleGAN projector's schedule: short linear warm-up, cosine ramp-down over the last quarter.
+        t = step / max(steps, 1)
+        ramp = min(1.0, (1 - t) / 0.25)
+        ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, (step + 1) / (0.05 * steps))
+        for group in opt.param_groups:
+            group['lr'] = lr * ramp
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+    return (best_w if keep_best else w.detach()), history
+
+
+def w_avg_init(G, n=1, device=None):
+    """w_avg broadcast to W+ [n,num_ws,w_dim]: the optimisation baseline's starting point."""
+    w_avg = G.backbone.mapping.w_avg
+    return w_avg.detach().to(device or w_avg.device).reshape(1, 1, -1).repeat(n, G.backbone.num_ws, 1).clone()
