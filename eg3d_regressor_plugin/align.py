@@ -99,10 +99,13 @@ def _as_rgb(img):
     return np.ascontiguousarray(a)
 
 
+WEAK_SCORE = 0.3
+
+
 def detect_faces(img, cnn_fallback=False):
-    """Face boxes [(left, top, right, bottom), ...] in image pixels, largest first (a weak
-    detection, score < 0.5, counts as up to 25% smaller, so a marginal false positive of the same
-    size as a real face does not come first)."""
+    """Face boxes [(left, top, right, bottom), ...] in image pixels, largest first. Detections
+    scoring under WEAK_SCORE are dropped when a stronger one exists, and a weak detection (score
+    < 0.5) counts as up to 25% smaller, so a marginal false positive does not come first."""
     img = _as_rgb(img)
     h, w = img.shape[:2]
     f = min(1.0, DETECT_MAX_SIDE / max(h, w))
@@ -118,6 +121,11 @@ def detect_faces(img, cnn_fallback=False):
         dets = _model('cnn_detector')(small, 0)
         rects, scores = [d.rect for d in dets], [d.confidence for d in dets]
     boxes = [tuple(v / f for v in (r.left(), r.top(), r.right(), r.bottom())) for r in rects]
+    # Marginal HOG hits (a badge, a print on clothing) score near 0, real faces well above: drop them
+    # whenever a confident detection exists.
+    if len(scores) and max(scores) >= WEAK_SCORE:
+        keep = [i for i, s in enumerate(scores) if s >= WEAK_SCORE]
+        boxes, scores = [boxes[i] for i in keep], [scores[i] for i in keep]
     rank = [(b[2] - b[0]) * (b[3] - b[1]) * min(1.0, 0.75 + 0.5 * max(s, 0.0)) for b, s in zip(boxes, scores)]
     return [boxes[i] for i in np.argsort(-np.array(rank), kind='stable')]
 

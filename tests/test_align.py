@@ -161,3 +161,18 @@ def test_models_found_without_importing_package(monkeypatch):
     for key in align.MODEL_FILES:
         assert align.model_path(key).endswith('.dat')
     assert 'face_recognition_models' not in sys.modules
+
+
+@pytest.mark.parametrize('quality', [60, 75, 90])
+def test_astronaut_jpeg_picks_her_face_not_the_badge(quality):
+    """At JPEG quality 75 dlib's HOG also fires (score ~0.07) on the badge of her suit, with a larger
+    box than the face: weak detections must not win over a confident one."""
+    import io as _io
+    import PIL.Image
+    buf = _io.BytesIO()
+    PIL.Image.fromarray(skimage.data.astronaut()).save(buf, format='JPEG', quality=quality)
+    buf.seek(0)
+    img = np.asarray(PIL.Image.open(buf).convert('RGB'))
+    _, info = align.align_face(img)
+    left, top, right, bottom = info['box']
+    assert 150 < (left + right) / 2 < 300 and 50 < (top + bottom) / 2 < 200, info['box']
