@@ -170,7 +170,7 @@ def test_astronaut_jpeg_picks_her_face_not_the_badge(quality):
     import io as _io
     import PIL.Image
     buf = _io.BytesIO()
-    PIL.Image.fromarray(skimage.data.astronaut()).save(buf, format='JPEG', quality=quality)
+    PIL.Image.fromarray(skdata.astronaut()).save(buf, format='JPEG', quality=quality)
     buf.seek(0)
     img = np.asarray(PIL.Image.open(buf).convert('RGB'))
     _, info = align.align_face(img)
