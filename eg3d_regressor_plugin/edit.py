@@ -17,7 +17,7 @@ from . import latent_interp as li
 from . import render
 from .errors import UserError, require_extra
 from .io import atomic_dir, image_grid, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option, parse_floats
+from .options import device_option, eg3d_option, parse_floats, shape_options
 
 #----------------------------------------------------------------------------
 # Inputs: an image (through the regressor) or a code file, and the camera to render it at.
@@ -171,10 +171,7 @@ def check_outdir(outdir):
               help='Camera: predicted (the image\'s pose, or c.npy beside --w; else frontal), frontal, or radians')
 @click.option('--no-align', is_flag=True, help='--image is already an EG3D-style crop: only resize it')
 @click.option('--face-index', type=click.IntRange(min=0), default=None, help='Which face of --image, 0 = largest')
-@click.option('--shapes', is_flag=True, help='Also write a shape per alpha')
-@click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True, help='Shape grid resolution')
-@click.option('--shape-format', type=click.Choice(['.mrc', '.ply']), default='.mrc', show_default=True,
-              help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')
+@shape_options('a shape per alpha')
 @click.option('--video', is_flag=True, help='Also write sweep.mp4: alphas there and back (needs the "video" extra)')
 @click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the video')
 @click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')

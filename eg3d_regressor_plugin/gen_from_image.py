@@ -18,7 +18,7 @@ from . import eg3d as eg3d_bridge
 from . import render
 from .errors import UserError
 from .io import atomic_dir, image_grid, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option
+from .options import device_option, eg3d_option, shape_options
 
 #----------------------------------------------------------------------------
 
@@ -149,10 +149,7 @@ def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, sha
               help='Camera of reconstruction.png (radians for YAW,PITCH)')
 @click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi toward w_avg')
 @click.option('--views', type=click.IntRange(min=0), default=3, show_default=True, help='Novel views in views.png (0: none)')
-@click.option('--shapes', is_flag=True, help='Also write the shape (density volume or mesh)')
-@click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True, help='Shape grid resolution')
-@click.option('--shape-format', type=click.Choice(['.mrc', '.ply']), default='.mrc', show_default=True,
-              help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')
+@shape_options('the shape (density volume or mesh)')
 @click.option('--video', is_flag=True, help='Also write an orbit video orbit.mp4 (needs the "video" extra)')
 @click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the orbit video')
 @click.option('--refine-steps', type=click.IntRange(min=0), default=0, show_default=True,

@@ -13,7 +13,7 @@ from . import render
 from .edit import Sources, check_outdir, pingpong, sequence_frames, write_json, write_sequence
 from .errors import require_extra
 from .io import atomic_dir
-from .options import device_option, eg3d_option
+from .options import device_option, eg3d_option, shape_options
 
 #----------------------------------------------------------------------------
 
@@ -33,10 +33,7 @@ from .options import device_option, eg3d_option
               help='Camera of every step: predicted (--from\'s pose, or the c.npy beside it; else frontal), frontal, or radians')
 @click.option('--no-align', is_flag=True, help='Images are already EG3D-style crops: only resize them')
 @click.option('--face-index', type=click.IntRange(min=0), default=None, help='Which face of each image, 0 = largest')
-@click.option('--shapes', is_flag=True, help='Also write a shape per step')
-@click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True, help='Shape grid resolution')
-@click.option('--shape-format', type=click.Choice(['.mrc', '.ply']), default='.mrc', show_default=True,
-              help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')
+@shape_options('a shape per step')
 @click.option('--video', is_flag=True, help='Also write interp.mp4: the path there and back (needs the "video" extra)')
 @click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the video')
 @click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')

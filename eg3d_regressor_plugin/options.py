@@ -50,3 +50,15 @@ def parse_floats(s, name='value'):
         return [float(v) for v in s.split(',')]
     except ValueError:
         raise UserError(f'{name} {s!r}: expected START:STOP:COUNT (e.g. -3:3:7) or a list like -1,0,2.5') from None
+
+
+def shape_options(what='the shape'):
+    """--shapes, --shape-res, --shape-format (EG3D's gen_samples.py names), for every command that
+    writes shapes."""
+    def deco(f):
+        f = click.option('--shape-format', type=click.Choice(['.mrc', '.ply']), default='.mrc', show_default=True,
+                         help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')(f)
+        f = click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True,
+                         help='Shape grid resolution')(f)
+        return click.option('--shapes', is_flag=True, help=f'Also write {what}')(f)
+    return deco
