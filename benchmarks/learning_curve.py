@@ -1,0 +1,98 @@
+"""Benchmark 4, learning curve: held-out latent L1 (on normalised w) against training time for
+each regressor architecture, on the `tiny` preset on the CPU, beside the mean-w baseline
+(predicting w_avg). Target: L1 <= 0.5 x the baseline.
+
+Every architecture trains with the project's own training loop (`eg3d-regress train`'s
+defaults, pairs rendered on the fly) for the same training-time budget, one after the other in
+this process; the validation set (the same held-out seeds for all) is evaluated every tick.
+
+    python benchmarks/learning_curve.py                 # 3 archs x 3.5 minutes (under 15 minutes)
+    python benchmarks/learning_curve.py --quick         # 3 archs x 20 s (under 2 minutes)
+    python benchmarks/learning_curve.py --network G.pkl --minutes 30 --device cuda
+"""
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+import common
+from eg3d_regressor_plugin.training.training_loop import training_loop
+
+TARGET = 0.5
+
+
+def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
+    """Train one architecture for `seconds` of training time; returns its row and curve."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        t0 = time.perf_counter()
+        model = training_loop(run_dir, str(network_pkl), arch=arch, kimg=1e6, time_budget=seconds, snap=10 ** 6,
+                              device=device, eg3d=eg3d, **opts)
+        wall = time.perf_counter() - t0
+        stats = [json.loads(l) for l in (Path(run_dir) / 'stats.jsonl').read_text().splitlines()]
+    curve = [dict(train_s=s['Timing/train_sec'], kimg=s['Progress/kimg'], w_l1=s['Val/w_l1_norm'],
+                  w_l1_raw=s['Val/w_l1'], pose_err_deg=s['Val/pose_err_deg']) for s in stats]
+    last = stats[-1]
+    best = min(c['w_l1'] for c in curve)
+    base = last['Val/baseline_w_l1_norm']
+    row = dict(arch=arch, params=sum(p.numel() for p in model.parameters()), train_s=last['Timing/train_sec'],
+               wall_s=wall, kimg=last['Progress/kimg'], rendered=last['Progress/rendered_this_session'],
+               w_l1=last['Val/w_l1_norm'], best_w_l1=best, baseline=base, ratio=last['Val/w_l1_ratio'],
+               best_ratio=best / base, w_l1_raw=last['Val/w_l1'], baseline_raw=last['Val/baseline_w_l1'],
+               pose_err_deg=last['Val/pose_err_deg'], baseline_pose_deg=last['Val/baseline_pose_err_deg'],
+               meets_target=best / base <= TARGET)
+    return row, curve
+
+
+@click.command()
+@click.option('--network', default=None, help='Network pickle  [default: the tiny preset, seed 0]')
+@click.option('--archs', default='vit,unet,psp', show_default=True)
+@click.option('--minutes', type=float, default=3.5, show_default=True, help='Training time per architecture')
+@click.option('--batch', type=int, default=None, help='Batch size  [default: train\'s]')
+@click.option('--lr', type=float, default=None, help='Learning rate  [default: train\'s]')
+@click.option('--input-res', type=int, default=None, help='Input resolution  [default: train\'s]')
+@click.option('--val-seeds', type=int, default=64, show_default=True, help='Number of held-out pairs')
+@click.option('--device', default='cpu', show_default=True)
+@click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (20 s per architecture, 8 held-out pairs)')
+@click.option('--eg3d', default=None, help='EG3D checkout')
+def main(network, archs, minutes, batch, lr, input_res, val_seeds, device, quick, eg3d):
+    from eg3d_regressor_plugin import train as train_cmd
+    G, network_pkl = common.generator(network, 'tiny', device='cpu', eg3d=eg3d)
+    defaults = {p.name: p.default for p in train_cmd.train.params}
+    opts = dict(batch=batch or defaults['batch'], lr=lr or defaults['lr'], reuse=defaults['reuse'],
+                input_res=input_res or min(256, G.img_resolution // 2), trunc_range=data_range(defaults['trunc_range']),
+                val_seeds=tuple(range(8 if quick else val_seeds)), tick_kimg=0.064 if quick else 0.128, grid=4)
+    seconds = 20 if quick else minutes * 60
+    del G
+    rows, curves = [], {}
+    for arch in archs.split(','):
+        print(f'--- {arch}: {seconds:.0f} s of training', flush=True)
+        row, curve = run_arch(arch, network_pkl, seconds, device, eg3d, opts)
+        rows.append(row)
+        curves[arch] = curve
+    cols = [('arch', 'arch'), ('params', 'params'), ('train_s', 'train s'), ('kimg', 'kimg'),
+            ('rendered', 'rendered'), ('w_l1', 'val w-L1'), ('best_w_l1', 'best'), ('baseline', 'mean-w'),
+            ('best_ratio', 'best/mean-w'), ('pose_err_deg', 'pose err deg'), ('baseline_pose_deg', 'frontal deg'),
+            ('meets_target', f'<= {TARGET}x')]
+    print()
+    print(common.table(rows, cols))
+    for arch, curve in curves.items():
+        print(f'\n{arch}: ' + '  '.join(f'{c["train_s"]:.0f}s:{c["w_l1"]:.3f}' for c in curve))
+    met = [r['arch'] for r in rows if r['meets_target']]
+    print(f'\nTarget (held-out latent L1 <= {TARGET} x mean-w baseline): '
+          + (f'met by {", ".join(met)}' if met else 'NOT met by any architecture'))
+    result = dict(benchmark='learning_curve', machine=common.machine(device), target_ratio=TARGET,
+                  network=str(network or 'tiny preset, seed 0'), settings=dict(opts, seconds=seconds, val_seeds=len(opts['val_seeds'])),
+                  rows=rows, curves=curves, target_met_by=met)
+    print(f'Wrote {common.save("learning_curve", result, quick)}')
+
+
+def data_range(s):
+    from eg3d_regressor_plugin.training.data import parse_trunc_range
+    return parse_trunc_range(s)
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter

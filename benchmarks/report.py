@@ -1,0 +1,50 @@
+"""Rebuild the results section of benchmarks/README.md from the last runs: each benchmark's
+JSON (machine, date, commit) and the table it printed (benchmarks/results/<name>.log). Nothing
+here is typed by hand.   python benchmarks/report.py"""
+
+import json
+import re
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput']
+BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
+
+
+def last_table(log):
+    """What the benchmark printed from its first table (a header line over a '---- ----' rule) to
+    the end: the tables and the verdicts, without progress lines."""
+    lines = [l.rstrip() for l in log.splitlines()]
+    rules = [i for i, l in enumerate(lines) if re.fullmatch(r'-{2,}(\s+-{2,})*', l.strip() or 'x')]
+    start = max(rules[0] - 1, 0) if rules else max(len(lines) - 30, 0)
+    return '\n'.join(l for l in lines[start:] if not l.startswith('Wrote ')).strip()
+
+
+def section(name):
+    js = HERE / f'{name}.json'
+    quick = False
+    if not js.exists():
+        js, quick = HERE / f'{name}.quick.json', True
+    log = HERE / 'results' / f'{name}.log'
+    if not js.exists() or not log.exists():
+        return f'### {name}\n\nNot run yet: `python benchmarks/{name}.py`\n'
+    d = json.loads(js.read_text())
+    m = d.get('machine', {})
+    head = (f'### {name}{" (--quick run)" if quick else ""}\n\n'
+            f'{m.get("date", "?")}, commit {m.get("commit", "?")}, {m.get("cpu", "?")} '
+            f'({m.get("cpu_cores", "?")} cores, {m.get("torch_threads", "?")} torch threads), torch {m.get("torch", "?")}, '
+            f'device {m.get("device", "?")}. Command: `python benchmarks/{name}.py{" --quick" if quick else ""}`\n')
+    return head + '\n```\n' + last_table(log.read_text()) + '\n```\n'
+
+
+def main():
+    readme = HERE / 'README.md'
+    text = readme.read_text()
+    body = '\n'.join(section(n) for n in ORDER)
+    text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{body}\n{END}', text, flags=re.S)
+    readme.write_text(text)
+    print(f'updated {readme}')
+
+
+if __name__ == '__main__':
+    main()
