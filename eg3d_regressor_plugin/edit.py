@@ -17,7 +17,7 @@ from . import latent_interp as li
 from . import render
 from .errors import UserError, require_extra
 from .io import atomic_dir, image_grid, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option, parse_floats, shape_options
+from .options import device_option, eg3d_option, parse_floats, shape_options, video_options
 
 #----------------------------------------------------------------------------
 # Inputs: an image (through the regressor) or a code file, and the camera to render it at.
@@ -172,10 +172,7 @@ def check_outdir(outdir):
 @click.option('--no-align', is_flag=True, help='--image is already an EG3D-style crop: only resize it')
 @click.option('--face-index', type=click.IntRange(min=0), default=None, help='Which face of --image, 0 = largest')
 @shape_options('a shape per alpha')
-@click.option('--video', is_flag=True, help='Also write sweep.mp4: alphas there and back (needs the "video" extra)')
-@click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the video')
-@click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')
-@click.option('--orbit', is_flag=True, help='Orbit the camera during the video')
+@video_options('sweep.mp4: alphas there and back')
 @click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
 @eg3d_option
 @device_option

@@ -238,15 +238,15 @@ def _diagnose(path):
 
 def load_network_pkl(path, eg3d=None):
     """Load an EG3D snapshot dict through EG3D's own legacy.load_network_pkl."""
-    import_eg3d(eg3d)
     path = str(path)
-    if '://' not in path:
+    if '://' not in path:  # the file's problems first: they are the likelier mistake
         if not os.path.exists(path):
             raise UserError(f'network pickle not found: {path}')
         if os.path.isdir(path):
             raise UserError(f'network pickle {path} is a folder, not a file')
         if os.path.getsize(path) == 0:
             raise UserError(f'network pickle {path} is empty (0 bytes)')
+    import_eg3d(eg3d)
     legacy = importlib.import_module('legacy')
     try:
         with _open(path) as f:

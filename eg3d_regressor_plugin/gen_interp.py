@@ -13,7 +13,7 @@ from . import render
 from .edit import Sources, check_outdir, pingpong, sequence_frames, write_json, write_sequence
 from .errors import require_extra
 from .io import atomic_dir
-from .options import device_option, eg3d_option, shape_options
+from .options import device_option, eg3d_option, shape_options, video_options
 
 #----------------------------------------------------------------------------
 
@@ -34,10 +34,7 @@ from .options import device_option, eg3d_option, shape_options
 @click.option('--no-align', is_flag=True, help='Images are already EG3D-style crops: only resize them')
 @click.option('--face-index', type=click.IntRange(min=0), default=None, help='Which face of each image, 0 = largest')
 @shape_options('a shape per step')
-@click.option('--video', is_flag=True, help='Also write interp.mp4: the path there and back (needs the "video" extra)')
-@click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the video')
-@click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')
-@click.option('--orbit', is_flag=True, help='Orbit the camera during the video')
+@video_options('interp.mp4: the path there and back')
 @click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
 @eg3d_option
 @device_option

@@ -62,3 +62,14 @@ def shape_options(what='the shape'):
                          help='Shape grid resolution')(f)
         return click.option('--shapes', is_flag=True, help=f'Also write {what}')(f)
     return deco
+
+
+def video_options(what):
+    """--video (writing `what`), --video-frames, --fps, --orbit, for commands that write a sweep."""
+    def deco(f):
+        f = click.option('--orbit', is_flag=True, help='Orbit the camera during the video')(f)
+        f = click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')(f)
+        f = click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True,
+                         help='Frames of the video')(f)
+        return click.option('--video', is_flag=True, help=f'Also write {what} (needs the "video" extra)')(f)
+    return deco
