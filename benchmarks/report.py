@@ -20,6 +20,22 @@ def last_table(log):
     return '\n'.join(l for l in lines[start:] if not l.startswith('Wrote ')).strip()
 
 
+def headline(name):
+    """The last table a benchmark printed and its verdict line, for the main README."""
+    log = HERE / 'results' / f'{name}.log'
+    if not log.exists():
+        return ''
+    lines = [l.rstrip() for l in log.read_text().splitlines()]
+    rules = [i for i, l in enumerate(lines) if re.fullmatch(r'-{2,}(\s+-{2,})*', l.strip() or 'x')]
+    if not rules:
+        return ''
+    start, end = rules[-1] - 1, rules[-1] + 1
+    while end < len(lines) and lines[end].strip():
+        end += 1
+    verdict = [l for l in lines if l.startswith('Target')]
+    return '\n'.join([l for l in lines[start:end] if not l.startswith('Wrote ')] + verdict)
+
+
 def section(name):
     js = HERE / f'{name}.json'
     quick = False
@@ -44,6 +60,14 @@ def main():
     text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{body}\n{END}', text, flags=re.S)
     readme.write_text(text)
     print(f'updated {readme}')
+    main_readme = HERE.parent / 'README.md'
+    heads = [f'{n}:\n{h}' for n in ORDER if (h := headline(n))]
+    block = '```\n' + '\n\n'.join(heads) + '\n```' if heads else 'No results yet.'
+    text = main_readme.read_text()
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{block}\n{END}', text, flags=re.S)
+        main_readme.write_text(text)
+        print(f'updated {main_readme}')
 
 
 if __name__ == '__main__':
