@@ -215,7 +215,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     python -m eg3d_regressor_plugin.calc_metrics --network=ffhq512-128.pkl --regressor=regressor.pt \\
         --images=photos/ --seeds=1000-1015 --refine-steps=50 --outdir=eval
     """
-    from .gen_from_image import check_outdir
+    from .io import check_outdir
     # Synthetic seeds by default; only photos when --images is given without --seeds.
     seed_list = parse_range(seeds) if seeds is not None else ([] if images_spec else parse_range(DEFAULT_SEEDS))
     paths = []

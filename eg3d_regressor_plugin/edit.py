@@ -16,7 +16,7 @@ from . import eg3d as eg3d_bridge
 from . import latent_interp as li
 from . import render
 from .errors import UserError, require_extra
-from .io import atomic_dir, image_grid, save_image, save_npy, to_uint8
+from .io import atomic_dir, check_outdir, image_grid, save_image, save_npy, to_uint8
 from .options import device_option, eg3d_option, parse_floats, shape_options, video_options
 
 #----------------------------------------------------------------------------
@@ -111,19 +111,6 @@ def pingpong(seq):
     return seq + seq[-2:0:-1]
 
 
-def sequence_frames(G, ws, c, orbit=False, desc='video'):
-    """Frames of codes ws [F, num_ws, w_dim] rendered at c, or, with orbit, with the camera
-    orbiting (cameras.orbit, the elliptic sweep of EG3D's gen_videos.py) around c's pose."""
-    if orbit:
-        yaw0, pitch0, _ = (float(v[0]) for v in cameras.label_to_pose(c.cpu()))
-        labels = [cameras.pose_to_label(yaw0 + dy, pitch0 + dp, device=ws.device)
-                  for dy, dp in cameras.orbit(len(ws))]
-    else:
-        labels = [c] * len(ws)
-    for w, ci in zip(tqdm(ws, desc=desc, unit='frame', leave=False, disable=None), labels):
-        yield to_uint8(render.render(G, w[None], ci)['image'])[0]
-
-
 def write_sequence(folder, G, ws, c, tags, cols, grid_name, shapes=False, shape_res=256, shape_format='.mrc'):
     """Write grid_name (the codes rendered at c, `cols` per row), w_<tag>.npy per code (float32
     [1, num_ws, w_dim]) and, with shapes, shape_<tag>.mrc/.ply per code. Returns the shape files."""
@@ -150,10 +137,6 @@ def alpha_tag(i, alpha):
     """Sortable, sign-explicit file tag: 00_alpha-3.00."""
     return f'{i:02d}_alpha{alpha:+.2f}'
 
-
-def check_outdir(outdir):
-    from .gen_from_image import check_outdir as check  # one place for the writable-folder check
-    check(outdir)
 
 #----------------------------------------------------------------------------
 
@@ -232,7 +215,7 @@ def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, laye
             n = max(2, video_frames // 2 + 1)
             dense = np.interp(np.linspace(0, len(alpha_list) - 1, n), np.arange(len(alpha_list)), alpha_list)
             frame_ws = li.edit(w0[0], boundary, pingpong(dense), layers=level_list)
-            render.write_video(Path(tmp) / 'sweep.mp4', sequence_frames(G, frame_ws, src['c'], orbit), fps=fps)
+            render.write_video(Path(tmp) / 'sweep.mp4', render.video_frames(G, frame_ws, src['c'], orbit), fps=fps)
         write_json(Path(tmp) / 'edit.json', dict(
             source=src['source'], network=str(network_pkl), boundary=str(boundary_path),
             attribute=meta.get('attribute'), boundary_space=li.boundary_space(boundary, w_dim),

@@ -8,7 +8,6 @@ the user's checkout and never copied here.
 import functools
 import hashlib
 import importlib
-import io
 import os
 import pickle
 import subprocess
@@ -16,7 +15,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import UserError

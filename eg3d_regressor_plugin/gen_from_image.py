@@ -3,7 +3,6 @@
 import json
 import math
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -17,27 +16,10 @@ from . import cameras
 from . import eg3d as eg3d_bridge
 from . import render
 from .errors import UserError
-from .io import atomic_dir, image_grid, save_image, save_npy, to_uint8
+from .io import atomic_dir, check_outdir, image_grid, save_image, save_npy, to_uint8
 from .options import device_option, eg3d_option, shape_options
 
 #----------------------------------------------------------------------------
-
-def check_outdir(outdir):
-    """Refuse an output folder that cannot be created or written, before any work and without
-    leaving anything behind (a probe folder is made and removed in the nearest existing folder)."""
-    p = Path(outdir).expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise UserError(f'--outdir {outdir} exists and is not a folder')
-    parent = p
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f'--outdir {outdir} cannot be created: {parent} is not a folder')
-    try:
-        tempfile.TemporaryDirectory(dir=parent, prefix='.write-test.').cleanup()
-    except OSError as e:
-        raise UserError(f'--outdir {outdir} is not writable ({e.strerror or e})') from None
-
 
 def output_names(paths):
     """One output folder name per input: the file's stem, or stem_ext when two inputs share a stem."""
@@ -65,11 +47,6 @@ def render_uint8(G, w, c):
     out = render.render(G, w, c)
     return to_uint8(out['image'])[0], out
 
-
-def orbit_frames(G, w, n_frames):
-    """Frames (uint8 HWC) of an orbit around w, rendered one at a time so memory stays flat."""
-    for yaw, pitch in cameras.orbit(n_frames):
-        yield to_uint8(render.render(G, w, cameras.pose_to_label(yaw, pitch, device=w.device))['image'])[0]
 
 #----------------------------------------------------------------------------
 
@@ -128,7 +105,8 @@ def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, sha
         render.save_shape(folder / 'shape', G, w, shape_res=shape_res, shape_format=shape_format,
                           progress=sys.stderr.isatty())
     if video:
-        render.write_video(folder / 'orbit.mp4', orbit_frames(G, w, video_frames), fps=30)
+        frames = render.video_frames(G, w.expand(video_frames, -1, -1), cameras.frontal_label(1, device=w.device), orbit=True)
+        render.write_video(folder / 'orbit.mp4', frames, fps=30)
     rec['seconds']['write'] = time.perf_counter() - t0
     info = dict(predicted=pose_record(rec['yaw'][0], rec['pitch'][0]),
                 rendered=pose_record(*(float(v[0]) for v in cameras.label_to_pose(c.cpu())[:2])),

@@ -10,9 +10,9 @@ from . import cameras
 from . import eg3d as eg3d_bridge
 from . import latent_interp as li
 from . import render
-from .edit import Sources, check_outdir, pingpong, sequence_frames, write_json, write_sequence
+from .edit import Sources, pingpong, write_json, write_sequence
 from .errors import require_extra
-from .io import atomic_dir
+from .io import atomic_dir, check_outdir
 from .options import device_option, eg3d_option, shape_options, video_options
 
 #----------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
             per_segment = max(2, round((forward - 1) / (len(knots) - 1)) + 1)
             path = li.interpolate(knots, per_segment, mode=mode, layers=level_list, center=center).float()
             frame_ws = torch.stack(pingpong(path))
-            render.write_video(Path(tmp) / 'interp.mp4', sequence_frames(G, frame_ws, c, orbit), fps=fps)
+            render.write_video(Path(tmp) / 'interp.mp4', render.video_frames(G, frame_ws, c, orbit), fps=fps)
         write_json(Path(tmp) / 'interp.json', dict(
             sources=[s['source'] for s in srcs], network=str(network_pkl), steps=steps, mode=mode,
             center='w_avg' if mode == 'spherical' else None, layers=li.format_layers(level_list, num_ws),

@@ -97,7 +97,7 @@ def load_image(path) -> np.ndarray:
                 return np.ascontiguousarray(_to_rgb(img))
     except UserError:
         raise
-    except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as e:
+    except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning):
         raise UserError(f'{p}: image too large (Pillow refuses it as a possible decompression bomb); {limit}') from None
     except PIL.UnidentifiedImageError:
         raise UserError(f'{p}: not an image (or a format Pillow cannot read)') from None

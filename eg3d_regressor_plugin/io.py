@@ -10,6 +10,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from .errors import UserError
+
 
 def _umask():
     mask = os.umask(0)
@@ -87,3 +89,20 @@ def image_grid(images, cols):
         r, q = divmod(i, cols)
         grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
     return grid
+
+
+def check_outdir(outdir):
+    """Refuse an output folder that cannot be created or written, before any work and without
+    leaving anything behind (a probe folder is made and removed in the nearest existing folder)."""
+    p = Path(outdir).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise UserError(f'--outdir {outdir} exists and is not a folder')
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f'--outdir {outdir} cannot be created: {parent} is not a folder')
+    try:
+        tempfile.TemporaryDirectory(dir=parent, prefix='.write-test.').cleanup()
+    except OSError as e:
+        raise UserError(f'--outdir {outdir} is not writable ({e.strerror or e})') from None

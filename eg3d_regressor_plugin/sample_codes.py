@@ -88,7 +88,7 @@ def sample_codes(network_pkl, count, seed, truncation_psi, images, outdir, eg3d,
     if existing.is_file() and filled_scores(existing):
         raise UserError(f'{existing} already holds {filled_scores(existing)} scores; '
                         f'choose another --outdir or move it away first')
-    from .edit import check_outdir
+    from .io import check_outdir
     check_outdir(outdir)
     device = eg3d_bridge.get_device(device)
     G = eg3d_bridge.load_generator(network_pkl, device=device, eg3d=eg3d)

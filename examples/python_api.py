@@ -8,7 +8,6 @@ import glob
 
 import click
 import numpy as np
-import torch
 
 from eg3d_regressor_plugin import cameras, eg3d, render
 from eg3d_regressor_plugin.invert import Inverter, load_input
