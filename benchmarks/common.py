@@ -7,6 +7,7 @@ with --quick, so a smoke run never replaces a real result).
 """
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -70,7 +71,8 @@ def generator(network=None, preset='tiny', device='cpu', eg3d=None):
     eg3d_bridge.import_eg3d(eg3d)
     if network:
         return eg3d_bridge.load_generator(network, device=device), Path(network)
-    path = CACHE / f'{preset}-seed0.pkl'
+    recipe = repr((eg3d_bridge.PRESETS.get(preset), eg3d_bridge.STYLE_GAIN, eg3d_bridge.DENSITY_BIAS))
+    path = CACHE / f'{preset}-seed0-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}.pkl'  # rebuilt when a preset changes
     if path.is_file():
         return eg3d_bridge.load_generator(path, device=device), path
     G, D = eg3d_bridge.build_networks(preset, seed=0, w_avg_samples=2000)
@@ -93,23 +95,43 @@ def untrained_regressor(G, arch='unet', input_resolution=256, path=None, **arch_
     return path
 
 
-def trained_regressor(G, network_pkl, regressor=None, kimg=2.0, arch='unet', input_res=64, device='cpu', eg3d=None):
-    """The checkpoint to measure: --regressor when given, else one trained here on `kimg` thousand
-    synthetic pairs with the project's own training loop (cached by generator, architecture and
-    budget, so the scripts share it). Returns its path."""
+def training_set(G, pairs, resolution=64):
+    """(path, seconds) of a dataset zip of `pairs` synthetic pairs of G at `resolution` px made by
+    `eg3d-regress dataset`'s code: a fixed training set, as the seed trained on. Cached by
+    generator and size; the seconds are those its rendering took, when it was rendered."""
+    from eg3d_regressor_plugin.dataset_tool import make_dataset_zip
+    path = CACHE / f'pairs-{eg3d_bridge.generator_identity(G)["w_avg_sha"]}-{pairs}-{resolution}px.zip'
+    took = path.with_suffix('.seconds')
+    if not (path.is_file() and took.is_file()):
+        print(f'Rendering {pairs} training pairs at {resolution} px (cached in {path})...', flush=True)
+        path.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        make_dataset_zip(G, path, pairs, resolution=resolution)
+        took.write_text(f'{time.perf_counter() - t0:.1f}\n')
+    return path, float(took.read_text())
+
+
+def trained_regressor(G, network_pkl, regressor=None, kimg=20.0, pairs=1000, arch='unet', input_res=64, device='cpu',
+                      eg3d=None):
+    """The checkpoint to measure: --regressor when given, else one trained here for `kimg` thousand
+    pairs shown from a fixed set of `pairs` rendered pairs (0: rendered on the fly) with the
+    project's own training loop (cached by generator, architecture and budget, so the scripts
+    share it). Returns its path."""
     if regressor:
         return Path(regressor)
     from eg3d_regressor_plugin.training.training_loop import training_loop
     ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
-    run_dir = CACHE / f'train-{arch}-{input_res}px-{kimg:g}kimg-{ident}'
+    run_dir = CACHE / f'train-{arch}-{input_res}px-{kimg:g}kimg-{pairs}pairs-{ident}'
     final = sorted(run_dir.glob('regressor-snapshot-*.pt')) if run_dir.is_dir() else []
     if final and (run_dir / 'done').is_file():
         return final[-1]
+    data_zip = training_set(G, pairs, input_res)[0] if pairs else None
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f'Training a {arch} regressor on {kimg:g} kimg for the benchmark (cached in {run_dir})...', flush=True)
     t0 = time.perf_counter()
     training_loop(run_dir, str(network_pkl), arch=arch, input_res=input_res, kimg=kimg, tick_kimg=max(kimg / 4, 0.016),
-                  snap=1000, val_seeds=tuple(range(8)), grid=4, w_stats_samples=2000, device=device, eg3d=eg3d)
+                  snap=1000, val_seeds=tuple(range(8)), grid=4, w_stats_samples=2000, data_zip=data_zip, workers=0,
+                  device=device, eg3d=eg3d)
     (run_dir / 'done').write_text(f'{time.perf_counter() - t0:.1f} s\n')
     return sorted(run_dir.glob('regressor-snapshot-*.pt'))[-1]
 

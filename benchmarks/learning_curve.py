@@ -3,11 +3,13 @@ each regressor architecture, on the `tiny` preset on the CPU, beside the mean-w 
 (predicting w_avg). Target: L1 <= 0.5 x the baseline.
 
 Every architecture trains with the project's own training loop (`eg3d-regress train`'s
-defaults, pairs rendered on the fly) for the same training-time budget, one after the other in
-this process; the validation set (the same held-out seeds for all) is evaluated every tick.
+defaults) for the same training-time budget, one after the other in this process, on the same
+fixed set of --pairs pairs rendered once at the start (`eg3d-regress dataset`'s code, as the
+seed trained on a fixed set; its rendering time is reported beside), or with --pairs 0 on pairs
+rendered on the fly; the validation set (the same held-out seeds for all) is evaluated every tick.
 
-    python benchmarks/learning_curve.py                 # 3 archs x 3.5 minutes (under 15 minutes)
-    python benchmarks/learning_curve.py --quick         # 3 archs x 20 s (under 2 minutes)
+    python benchmarks/learning_curve.py                 # 1000 pairs + 3 archs x 2.5 minutes (under 15 minutes)
+    python benchmarks/learning_curve.py --quick         # 3 archs x 20 s on the fly (under 2 minutes)
     python benchmarks/learning_curve.py --network G.pkl --minutes 30 --device cuda
 """
 
@@ -29,7 +31,7 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
         model = training_loop(run_dir, str(network_pkl), arch=arch, kimg=1e6, time_budget=seconds, snap=10 ** 6,
-                              device=device, eg3d=eg3d, **opts)
+                              device=device, eg3d=eg3d, workers=0, **opts)
         wall = time.perf_counter() - t0
         stats = [json.loads(l) for l in (Path(run_dir) / 'stats.jsonl').read_text().splitlines()]
     curve = [dict(train_s=s['Timing/train_sec'], kimg=s['Progress/kimg'], w_l1=s['Val/w_l1_norm'],
@@ -49,7 +51,8 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.command()
 @click.option('--network', default=None, help='Network pickle  [default: the tiny preset, seed 0]')
 @click.option('--archs', default='vit,unet,psp', show_default=True)
-@click.option('--minutes', type=float, default=3.5, show_default=True, help='Training time per architecture')
+@click.option('--minutes', type=float, default=2.5, show_default=True, help='Training time per architecture')
+@click.option('--pairs', type=int, default=None, help='Fixed training set size, 0: render on the fly  [default: 1000; quick: 0]')
 @click.option('--batch', type=int, default=None, help='Batch size  [default: train\'s]')
 @click.option('--lr', type=float, default=None, help='Learning rate  [default: train\'s]')
 @click.option('--input-res', type=int, default=None, help='Input resolution  [default: train\'s]')
@@ -57,7 +60,7 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (20 s per architecture, 8 held-out pairs)')
 @click.option('--eg3d', default=None, help='EG3D checkout')
-def main(network, archs, minutes, batch, lr, input_res, val_seeds, device, quick, eg3d):
+def main(network, archs, minutes, pairs, batch, lr, input_res, val_seeds, device, quick, eg3d):
     from eg3d_regressor_plugin import train as train_cmd
     G, network_pkl = common.generator(network, 'tiny', device='cpu', eg3d=eg3d)
     defaults = {p.name: p.default for p in train_cmd.train.params}
@@ -65,6 +68,13 @@ def main(network, archs, minutes, batch, lr, input_res, val_seeds, device, quick
                 input_res=input_res or min(256, G.img_resolution // 2), trunc_range=data_range(defaults['trunc_range']),
                 val_seeds=tuple(range(8 if quick else val_seeds)), tick_kimg=0.064 if quick else 0.128, grid=4)
     seconds = 20 if quick else minutes * 60
+    pairs = (0 if quick else 1000) if pairs is None else pairs
+    render_s = None
+    if pairs:
+        opts['data_zip'], render_s = common.training_set(G, pairs, opts['input_res'])
+        opts['data_zip'] = str(opts['data_zip'])
+        opts['tick_kimg'] = 2.0
+        print(f'Training set: {pairs} pairs (rendering took {render_s:.0f} s)', flush=True)
     del G
     rows, curves = [], {}
     for arch in archs.split(','):
@@ -80,11 +90,14 @@ def main(network, archs, minutes, batch, lr, input_res, val_seeds, device, quick
     print(common.table(rows, cols))
     for arch, curve in curves.items():
         print(f'\n{arch}: ' + '  '.join(f'{c["train_s"]:.0f}s:{c["w_l1"]:.3f}' for c in curve))
+    if pairs:
+        print(f'\nTraining set: {pairs} fixed pairs, rendered once in {render_s:.0f} s (not in the training times above)')
     met = [r['arch'] for r in rows if r['meets_target']]
     print(f'\nTarget (held-out latent L1 <= {TARGET} x mean-w baseline): '
           + (f'met by {", ".join(met)}' if met else 'NOT met by any architecture'))
     result = dict(benchmark='learning_curve', machine=common.machine(device), target_ratio=TARGET,
-                  network=str(network or 'tiny preset, seed 0'), settings=dict(opts, seconds=seconds, val_seeds=len(opts['val_seeds'])),
+                  network=str(network or 'tiny preset, seed 0'), settings=dict(opts, seconds=seconds, val_seeds=len(opts['val_seeds']),
+                                                                            pairs=pairs, pairs_render_s=render_s),
                   rows=rows, curves=curves, target_met_by=met)
     print(f'Wrote {common.save("learning_curve", result, quick)}')
 

@@ -49,7 +49,7 @@ def doctor(eg3d, device):
             from .cameras import frontal_label
             c = frontal_label(1, device=dev)
             G = G.to(dev)
-            img = G.synthesis(G.mapping(torch.zeros(1, 512, device=dev), c), c)['image']
+            img = G.synthesis(G.mapping(torch.zeros(1, G.z_dim, device=dev), c), c)['image']
         click.echo(f'render:  ok (tiny generator, {tuple(img.shape)})')
     except Exception as e:  # doctor reports rather than crashes
         click.echo(f'render:  FAILED: {type(e).__name__}: {e}')

@@ -305,18 +305,39 @@ def _rendering_kwargs(image_resolution, sr_module, depth, depth_importance):
                 ray_end=3.3, box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
 
 
-# name -> (image resolution, superresolution module, channel_base, channel_max, neural rendering
-# resolution, uniform + importance samples per ray, sr_num_fp16_res, description)
+# Name -> configuration. `calibrated` presets get calibrate_init() and, for `tiny`, a small z.
 PRESETS = {
-    'ffhq512': (512, 'SuperresolutionHybrid8XDC', 32768, 512, 128, 48, 48, 4,
-                'the released FFHQ-512 configuration (ffhq512-128.pkl): 512 px, neural rendering 128'),
-    'ffhq256': (256, 'SuperresolutionHybrid4X', 32768, 512, 64, 48, 48, 4,
-                'the FFHQ configuration at 256 px, neural rendering 64'),
-    'small': (256, 'SuperresolutionHybrid4X', 4096, 128, 64, 24, 24, 0,
-              'a laptop-sized 256 px generator, neural rendering 64'),
-    'tiny': (128, 'SuperresolutionHybrid2X', 1024, 64, 64, 12, 12, 0,
-             'for tests and demos: 128 px, neural rendering 64, about 1.5 M parameters'),
+    'ffhq512': dict(res=512, sr='SuperresolutionHybrid8XDC', cbase=32768, cmax=512, nr_res=128, depth=(48, 48),
+                    sr_fp16=4, z_dim=512, calibrated=False,
+                    about='the released FFHQ-512 configuration (ffhq512-128.pkl): 512 px, neural rendering 128'),
+    'ffhq256': dict(res=256, sr='SuperresolutionHybrid4X', cbase=32768, cmax=512, nr_res=64, depth=(48, 48),
+                    sr_fp16=4, z_dim=512, calibrated=False,
+                    about='the FFHQ configuration at 256 px, neural rendering 64'),
+    'small': dict(res=256, sr='SuperresolutionHybrid4X', cbase=4096, cmax=128, nr_res=64, depth=(24, 24),
+                  sr_fp16=0, z_dim=512, calibrated=True,
+                  about='a laptop-sized 256 px generator, neural rendering 64, calibrated initialisation'),
+    'tiny': dict(res=128, sr='SuperresolutionHybrid2X', cbase=1024, cmax=64, nr_res=64, depth=(12, 12),
+                 sr_fp16=0, z_dim=32, calibrated=True,
+                 about='for tests and demos: 128 px, about 2 M parameters, z_dim 32, calibrated initialisation'),
 }
+
+# EG3D's own initialisation renders mostly empty (black) frames that respond to w chaotically, so
+# no regressor can be trained on it. A trained generator renders opaque surfaces and, thanks to
+# path-length regularisation, responds smoothly to w; the calibrated presets imitate both:
+STYLE_GAIN = 0.2    # every modulation's affine (backbone and super-resolution) scaled by this
+DENSITY_BIAS = 4.0  # added to the decoder's raw density: surfaces become opaque
+
+
+def calibrate_init(G, style_gain=STYLE_GAIN, density_bias=DENSITY_BIAS):
+    """Rescale a freshly initialised EG3D generator in place (see STYLE_GAIN, DENSITY_BIAS); its
+    parameter shapes and classes are unchanged, so EG3D loads and trains it as any other."""
+    with torch.no_grad():
+        for name, module in G.named_modules():
+            if name.rsplit('.', 1)[-1] == 'affine':
+                module.weight.mul_(style_gain)
+        last = G.decoder.net[-1]  # FullyConnectedLayer; output 0 is the density
+        last.bias[0] += density_bias / last.bias_gain
+    return G
 
 
 def build_networks(preset='tiny', seed=0, w_avg_samples=10000):
@@ -326,22 +347,24 @@ def build_networks(preset='tiny', seed=0, w_avg_samples=10000):
     import dnnlib
     if preset not in PRESETS:
         raise UserError(f'unknown preset {preset!r}; choose from {", ".join(PRESETS)}')
-    res, sr, cbase, cmax, nr_res, depth, depth_imp, sr_fp16, _ = PRESETS[preset]
+    p = dnnlib.EasyDict(PRESETS[preset])
     torch.manual_seed(seed)
-    common = dict(c_dim=25, img_resolution=res, img_channels=3)
+    common = dict(c_dim=25, img_resolution=p.res, img_channels=3)
     G_kwargs = dnnlib.EasyDict(
-        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512,
-        mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=cbase, channel_max=cmax,
-        fused_modconv_default='inference_only', rendering_kwargs=_rendering_kwargs(res, sr, depth, depth_imp),
-        num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=sr_fp16,
-        sr_kwargs=dnnlib.EasyDict(channel_base=cbase, channel_max=cmax, fused_modconv_default='inference_only'))
+        class_name='training.triplane.TriPlaneGenerator', z_dim=p.z_dim, w_dim=512,
+        mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=p.cbase, channel_max=p.cmax,
+        fused_modconv_default='inference_only', rendering_kwargs=_rendering_kwargs(p.res, p.sr, *p.depth),
+        num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=p.sr_fp16,
+        sr_kwargs=dnnlib.EasyDict(channel_base=p.cbase, channel_max=p.cmax, fused_modconv_default='inference_only'))
     D_kwargs = dnnlib.EasyDict(
         class_name='training.dual_discriminator.DualDiscriminator', block_kwargs=dnnlib.EasyDict(freeze_layers=0),
         mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4),
-        channel_base=cbase, channel_max=cmax, num_fp16_res=4, conv_clamp=256, disc_c_noise=0)
+        channel_base=p.cbase, channel_max=p.cmax, num_fp16_res=4, conv_clamp=256, disc_c_noise=0)
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).eval().requires_grad_(False)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).eval().requires_grad_(False)
-    G.neural_rendering_resolution = nr_res
+    G.neural_rendering_resolution = p.nr_res
+    if p.calibrated:
+        calibrate_init(G)
     if w_avg_samples:
         from .cameras import frontal_label
         gen = torch.Generator().manual_seed(seed)

@@ -57,7 +57,7 @@ def test_codes_follow_eg3d_mapping_and_truncation(tiny_G):
     sampler = data.PairSampler(tiny_G, resolution=32, trunc_range=(0.7, 0.7), cond_pose='same')
     d = sampler.draw(seeds)
     # z is EG3D gen_samples.py's z for the seed; w its truncated mapping conditioned on the pose.
-    assert np.allclose(d['z'][0].numpy(), np.random.RandomState(3).randn(512), atol=1e-6)
+    assert np.allclose(d['z'][0].numpy(), np.random.RandomState(3).randn(tiny_G.z_dim), atol=1e-6)
     c = cameras.pose_to_label(d['pose'][:, 0], d['pose'][:, 1])
     expected = tiny_G.mapping(d['z'], c, truncation_psi=0.7)
     assert torch.allclose(sampler.codes(d['z'], d['psi'], c), expected, atol=1e-5)

@@ -72,7 +72,7 @@ def test_forward_and_backward_through_synthesis(tiny_G):
     """Unmodified EG3D fails here on torch 2.x (in-place add in super-resolution) without the fix."""
     c = cameras.pose_to_label(0.2, -0.1)
     with torch.no_grad():
-        w = tiny_G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(1)), cameras.frontal_label(1))
+        w = tiny_G.mapping(torch.randn(1, tiny_G.z_dim, generator=torch.Generator().manual_seed(1)), cameras.frontal_label(1))
     w = w.clone().requires_grad_(True)
     out = tiny_G.synthesis(w, c, noise_mode='const')
     assert out['image'].shape == (1, 3, 128, 128)
@@ -127,7 +127,7 @@ def test_init_network_pickle_loads_with_eg3d_legacy(tmp_path, eg3d_root):
     assert bridge.is_triplane_generator(G)
     c = cameras.frontal_label(1)
     with torch.no_grad():
-        img = G.synthesis(G.mapping(torch.randn(1, 512), c), c)['image']
+        img = G.synthesis(G.mapping(torch.randn(1, G.z_dim), c), c)['image']
     assert img.shape == (1, 3, 128, 128) and torch.isfinite(img).all()
     # Same seed, same weights.
     proc = run_cli('init-network', '--preset', 'tiny', '--out', tmp_path / 'G2.pkl', '--seed', '3')

@@ -160,7 +160,7 @@ def test_refine_lowers_the_image_error(tmp_path, tiny_pkl, tiny_regressor, rende
     from eg3d_regressor_plugin.metrics import psnr
     out = tmp_path / 'out'
     r = gen_inprocess('--network', tiny_pkl, '--regressor', tiny_regressor, '--image', renders / 'face1.png',
-                      '--no-align', '--outdir', out, '--views', 0, '--refine-steps', 6, '--refine-lr', 0.03)
+                      '--no-align', '--outdir', out, '--views', 0, '--refine-steps', 6, '--refine-lr', 0.01)
     assert r.exit_code == 0, r.output + repr(r.exception)
     d = out / 'face1'
     target = read(d / 'input.png')

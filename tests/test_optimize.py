@@ -28,7 +28,7 @@ def test_from_w_avg_raises_psnr_and_history_matches_render(tiny_G, problem):
     before = params_checksum(tiny_G)
     w0 = w_avg_init(tiny_G)
     assert w0.shape == (1, 14, 512) and torch.equal(w0[0, 5], tiny_G.backbone.mapping.w_avg)
-    w, hist = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=5, lr=0.03)
+    w, hist = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=5, lr=0.01)
     assert [h['step'] for h in hist] == list(range(6))
     assert all(np.isfinite(h['psnr']) and h['seconds'] >= 0 for h in hist)
     assert max(h['psnr'] for h in hist[1:]) > hist[0]['psnr']

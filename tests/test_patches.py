@@ -59,7 +59,7 @@ import training.triplane as t
 assert str(t.__file__).startswith(str(root)), t.__file__
 G, D = eg3d.build_networks('tiny', w_avg_samples=100)
 c = cameras.pose_to_label(0.1, 0.0)
-w = G.mapping(torch.randn(1, 512), cameras.frontal_label(1)).detach().requires_grad_(True)
+w = G.mapping(torch.randn(1, G.z_dim), cameras.frontal_label(1)).detach().requires_grad_(True)
 out = G.synthesis(w, c)
 out['image'].mean().backward()
 assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0

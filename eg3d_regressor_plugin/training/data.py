@@ -93,7 +93,7 @@ def seeded(seed, device):
 class PairSampler:
     """Renders (image, w, pose, c) pairs from EG3D generator G on G's device."""
 
-    def __init__(self, G, resolution=None, trunc_range=DEFAULT_TRUNC, cond_pose='random', chunk=16,
+    def __init__(self, G, resolution=None, trunc_range=DEFAULT_TRUNC, cond_pose='random', chunk=None,
                  noise_mode='const'):
         if cond_pose not in COND_POSES:
             raise UserError(f'cond_pose {cond_pose!r}: choose from {", ".join(COND_POSES)}')
@@ -101,7 +101,9 @@ class PairSampler:
         self.resolution = int(resolution or G.img_resolution)
         self.trunc_range = parse_trunc_range(trunc_range)
         self.cond_pose = cond_pose
-        self.chunk = chunk
+        # Images rendered per G.synthesis call. On a CPU one at a time is ~1.7x faster than 16
+        # (the ray-marching tensors of a batch thrash the memory allocator and caches).
+        self.chunk = chunk or (16 if self.device.type == 'cuda' else 1)
         self.noise_mode = noise_mode
 
     @property
