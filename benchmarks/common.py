@@ -173,7 +173,8 @@ def save(name, result, quick=False):
     """Write the result as benchmarks/<name>.json (.quick.json for --quick) and return the path."""
     path = HERE / f'{name}{".quick" if quick else ""}.json'
     tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(result, indent=2, default=float) + '\n')
+    command = ' '.join(['python', f'benchmarks/{Path(sys.argv[0]).name}'] + sys.argv[1:])
+    tmp.write_text(json.dumps(dict(result, command=command), indent=2, default=float) + '\n')
     os.replace(tmp, path)
     return path
 

@@ -59,8 +59,9 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.option('--val-seeds', type=int, default=64, show_default=True, help='Number of held-out pairs')
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (20 s per architecture, 8 held-out pairs)')
+@click.option('--save-as', default='learning_curve', show_default=True, help='Result name (benchmarks/NAME.json)')
 @click.option('--eg3d', default=None, help='EG3D checkout')
-def main(network, archs, minutes, pairs, batch, lr, input_res, val_seeds, device, quick, eg3d):
+def main(network, archs, minutes, pairs, batch, lr, input_res, val_seeds, device, quick, save_as, eg3d):
     from eg3d_regressor_plugin import train as train_cmd
     G, network_pkl = common.generator(network, 'tiny', device='cpu', eg3d=eg3d)
     defaults = {p.name: p.default for p in train_cmd.train.params}
@@ -99,7 +100,7 @@ def main(network, archs, minutes, pairs, batch, lr, input_res, val_seeds, device
                   network=str(network or 'tiny preset, seed 0'), settings=dict(opts, seconds=seconds, val_seeds=len(opts['val_seeds']),
                                                                             pairs=pairs, pairs_render_s=render_s),
                   rows=rows, curves=curves, target_met_by=met)
-    print(f'Wrote {common.save("learning_curve", result, quick)}')
+    print(f'Wrote {common.save(save_as, result, quick)}')
 
 
 def data_range(s):

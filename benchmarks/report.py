@@ -8,6 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput']
+EXTRA = ['learning_curve_long']  # runs with other settings (--save-as), shown when they exist
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 
@@ -49,19 +50,21 @@ def section(name):
     head = (f'### {name}{" (--quick run)" if quick else ""}\n\n'
             f'{m.get("date", "?")}, commit {m.get("commit", "?")}, {m.get("cpu", "?")} '
             f'({m.get("cpu_cores", "?")} cores, {m.get("torch_threads", "?")} torch threads), torch {m.get("torch", "?")}, '
-            f'device {m.get("device", "?")}. Command: `python benchmarks/{name}.py{" --quick" if quick else ""}`\n')
+            f'device {m.get("device", "?")}. Command: '
+            f'`{d.get("command") or f"python benchmarks/{name}.py" + (" --quick" if quick else "")}`\n')
     return head + '\n```\n' + last_table(log.read_text()) + '\n```\n'
 
 
 def main():
     readme = HERE / 'README.md'
     text = readme.read_text()
-    body = '\n'.join(section(n) for n in ORDER)
+    names = ORDER + [n for n in EXTRA if (HERE / f'{n}.json').exists()]
+    body = '\n'.join(section(n) for n in names)
     text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{body}\n{END}', text, flags=re.S)
     readme.write_text(text)
     print(f'updated {readme}')
     main_readme = HERE.parent / 'README.md'
-    heads = [f'{n}:\n{h}' for n in ORDER if (h := headline(n))]
+    heads = [f'{n}:\n{h}' for n in names if (h := headline(n))]
     block = '```\n' + '\n\n'.join(heads) + '\n```' if heads else 'No results yet.'
     text = main_readme.read_text()
     if BEGIN in text:

@@ -305,7 +305,7 @@ def _rendering_kwargs(image_resolution, sr_module, depth, depth_importance):
                 ray_end=3.3, box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
 
 
-# Name -> configuration. `calibrated` presets get calibrate_init() and, for `tiny`, a small z.
+# Name -> configuration. `calibrated` presets get calibrate_init() (tuned on `tiny`, with its small z).
 PRESETS = {
     'ffhq512': dict(res=512, sr='SuperresolutionHybrid8XDC', cbase=32768, cmax=512, nr_res=128, depth=(48, 48),
                     sr_fp16=4, z_dim=512, calibrated=False,
@@ -314,16 +314,16 @@ PRESETS = {
                     sr_fp16=4, z_dim=512, calibrated=False,
                     about='the FFHQ configuration at 256 px, neural rendering 64'),
     'small': dict(res=256, sr='SuperresolutionHybrid4X', cbase=4096, cmax=128, nr_res=64, depth=(24, 24),
-                  sr_fp16=0, z_dim=512, calibrated=True,
-                  about='a laptop-sized 256 px generator, neural rendering 64, calibrated initialisation'),
+                  sr_fp16=0, z_dim=512, calibrated=False,
+                  about='a laptop-sized 256 px generator, neural rendering 64'),
     'tiny': dict(res=128, sr='SuperresolutionHybrid2X', cbase=1024, cmax=64, nr_res=64, depth=(12, 12),
                  sr_fp16=0, z_dim=32, calibrated=True,
-                 about='for tests and demos: 128 px, about 2 M parameters, z_dim 32, calibrated initialisation'),
+                 about='for tests and demos: 128 px, about 1.8 M parameters, z_dim 32, calibrated initialisation'),
 }
 
-# EG3D's own initialisation renders mostly empty (black) frames that respond to w chaotically, so
-# no regressor can be trained on it. A trained generator renders opaque surfaces and, thanks to
-# path-length regularisation, responds smoothly to w; the calibrated presets imitate both:
+# EG3D's own initialisation renders largely clamped (black or white) frames that respond to w
+# chaotically: a regressor learns next to nothing from them. A trained generator renders opaque surfaces and, thanks to
+# path-length regularisation, responds smoothly to w; the calibrated preset imitates both:
 STYLE_GAIN = 0.2    # every modulation's affine (backbone and super-resolution) scaled by this
 DENSITY_BIAS = 4.0  # added to the decoder's raw density: surfaces become opaque
 

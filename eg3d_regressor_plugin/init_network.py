@@ -20,12 +20,12 @@ def init_network(preset, out, seed, eg3d):
     Presets:
       ffhq512  the released FFHQ-512 model's configuration (same parameter shapes as ffhq512-128.pkl)
       ffhq256  the FFHQ configuration at 256 px
-      small    256 px, laptop-sized (calibrated initialisation)
-      tiny     128 px, about 2 M parameters, z_dim 32 (calibrated): tests and demos on a CPU
+      small    256 px, laptop-sized
+      tiny     128 px, about 1.8 M parameters, z_dim 32 (calibrated): tests and demos on a CPU
 
-    EG3D's own initialisation renders mostly empty frames that hardly depend on w; `small` and
-    `tiny` are rescaled (opaque surfaces, a smooth response to w) so that a regressor can be
-    trained on them; see eg3d.calibrate_init.
+    EG3D's own initialisation renders largely clamped frames that respond to w chaotically; `tiny`
+    is rescaled (opaque surfaces, a smooth response to w) so that a regressor can be trained on
+    it; see eg3d.calibrate_init.
 
     \b
     Example:

@@ -114,6 +114,24 @@ def test_presets_build_with_expected_shapes(eg3d_root):
 
 
 @pytest.mark.eg3d
+def test_calibrated_preset_renders_opaque_images_that_depend_on_w(tiny_G):
+    """EG3D's own initialisation renders largely clamped (black or white) frames; calibrate_init
+    undoes that (and its inverse gives the plain initialisation back)."""
+    import copy
+    from eg3d_regressor_plugin.training.data import PairSampler
+
+    def renders(G):
+        img = PairSampler(G).sample_seeds([0, 1])['img']
+        return float((img.abs() >= 0.99).float().mean()), float((img[0] - img[1]).abs().mean())
+    clamped, diff = renders(tiny_G)
+    assert clamped < 0.05 and diff > 0.01
+    plain = bridge.calibrate_init(copy.deepcopy(tiny_G), style_gain=1 / bridge.STYLE_GAIN,
+                                  density_bias=-bridge.DENSITY_BIAS)
+    assert renders(plain)[0] > 0.4  # 53 % here
+    assert tiny_G.z_dim == 32 and bridge.count_params(plain) == bridge.count_params(tiny_G)
+
+
+@pytest.mark.eg3d
 def test_init_network_pickle_loads_with_eg3d_legacy(tmp_path, eg3d_root):
     out = tmp_path / 'G.pkl'
     proc = run_cli('init-network', '--preset', 'tiny', '--out', out, '--seed', '3')
