@@ -136,6 +136,34 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=20.0, pairs=1000, arc
     return sorted(run_dir.glob('regressor-snapshot-*.pt'))[-1]
 
 
+def regressor_options(f):
+    """The options of the scripts that measure a trained regressor against optimisation (speedup,
+    refine): what to measure, and where."""
+    import click
+    for opt in reversed([
+            click.option('--preset', default='tiny', show_default=True, help='Generator preset (without --network)'),
+            click.option('--network', default=None, help='Network pickle to measure instead of the preset'),
+            click.option('--regressor', default=None, help='Regressor checkpoint (default: train one here)'),
+            click.option('--train-kimg', type=float, default=None,
+                         help='Training budget without --regressor  [default: 20; quick: 0.032]'),
+            click.option('--train-pairs', type=int, default=None,
+                         help='Fixed training set without --regressor, 0: on the fly  [default: 1000; quick: 0]'),
+            click.option('--device', default='auto', show_default=True),
+            click.option('--quick', is_flag=True, help='A smoke run under 2 minutes'),
+            click.option('--eg3d', default=None, help='EG3D checkout')]):
+        f = opt(f)
+    return f
+
+
+def measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d):
+    """(device, G, its pickle, the regressor checkpoint) for regressor_options' values."""
+    device = eg3d_bridge.get_device(device)
+    G, pkl = generator(network, preset, device=device, eg3d=eg3d)
+    reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 20),
+                            pairs=(0 if quick else 1000) if train_pairs is None else train_pairs, device=device, eg3d=eg3d)
+    return device, G, pkl, reg
+
+
 def held_out(G, seeds):
     """Held-out synthetic pairs (the sampler's plain seeds, which training never draws), one per
     seed: dict(img uint8 [R,R,3] as read from a file, w [1,num_ws,w_dim], yaw, pitch, c [1,25])."""

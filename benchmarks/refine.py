@@ -27,28 +27,17 @@ def best_so_far(hist):
 
 
 @click.command()
-@click.option('--preset', default='tiny', show_default=True, help='Generator preset (without --network)')
-@click.option('--network', default=None, help='Network pickle to measure instead of the preset')
-@click.option('--regressor', default=None, help='Regressor checkpoint (default: train one here)')
 @click.option('--seeds', default=None, help='Held-out seeds  [default: 1000-1001; quick: 1000]')
 @click.option('--baseline-steps', type=int, default=None, help='Steps from w_avg  [default: 500; quick: 10]')
 @click.option('--refine-steps', type=int, default=None, help='Steps from the regressor  [default: 50; quick: 3]')
 @click.option('--lr', type=float, default=0.01, show_default=True, help='Learning rate of both runs')
-@click.option('--train-kimg', type=float, default=None, help='Training budget without --regressor  [default: 20; quick: 0.032]')
-@click.option('--train-pairs', type=int, default=None, help='Fixed training set without --regressor, 0: on the fly  [default: 1000; quick: 0]')
-@click.option('--device', default='auto', show_default=True)
-@click.option('--quick', is_flag=True, help='A smoke run under 2 minutes')
-@click.option('--eg3d', default=None, help='EG3D checkout')
+@common.regressor_options
 def main(preset, network, regressor, seeds, baseline_steps, refine_steps, lr, train_kimg, train_pairs, device, quick, eg3d):
-    from eg3d_regressor_plugin.eg3d import get_device
     from eg3d_regressor_plugin.options import parse_range
-    device = get_device(device)
     seeds = parse_range(seeds or ('1000' if quick else '1000-1001'))
     baseline_steps = baseline_steps or (10 if quick else 500)
     refine_steps = refine_steps or (3 if quick else 50)
-    G, pkl = common.generator(network, preset, device=device, eg3d=eg3d)
-    reg = common.trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 20),
-                                   pairs=(0 if quick else 1000) if train_pairs is None else train_pairs, device=device, eg3d=eg3d)
+    device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d)
     inverter = Inverter(G, reg, device=device)
     rows, curves = [], []
     for sample in common.held_out(G, seeds):

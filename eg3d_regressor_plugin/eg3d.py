@@ -322,8 +322,9 @@ PRESETS = {
 }
 
 # EG3D's own initialisation renders largely clamped (black or white) frames that respond to w
-# chaotically: a regressor learns next to nothing from them. A trained generator renders opaque surfaces and, thanks to
-# path-length regularisation, responds smoothly to w; the calibrated preset imitates both:
+# chaotically: a regressor learns next to nothing from them. A trained generator renders opaque
+# surfaces and, thanks to path-length regularisation, responds smoothly to w; the calibrated
+# preset imitates both:
 STYLE_GAIN = 0.2    # every modulation's affine (backbone and super-resolution) scaled by this
 DENSITY_BIAS = 4.0  # added to the decoder's raw density: surfaces become opaque
 

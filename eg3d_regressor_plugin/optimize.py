@@ -14,7 +14,7 @@ Perceptual distance: nothing that needs a download is used by default. `perceptu
   - a path or URL to StyleGAN's LPIPS VGG16 (`vgg16.pt`, TorchScript, as in stylegan2-ada's
     projector; or `vgg16.pkl` from the StyleGAN3 metrics), or
   - 'lpips' for the `lpips` package (needs it and torchvision installed, with their VGG weights
-    cached).
+    already on this machine).
 """
 
 import math
@@ -43,19 +43,29 @@ def target_tensor(target, resolution, device):
     return target
 
 
+def lpips_network(device):
+    """The `lpips` package's VGG LPIPS, when it and torchvision's VGG16 weights are already on this
+    machine (nothing is downloaded); otherwise a UserError that says what is missing."""
+    import importlib.util
+    from pathlib import Path
+    if importlib.util.find_spec('lpips') is None or importlib.util.find_spec('torchvision') is None:
+        raise UserError('perceptual loss "lpips" is not available: it needs the "lpips" and "torchvision" packages '
+                        'with their VGG16 weights on this machine (nothing is downloaded); '
+                        'or pass a path to StyleGAN\'s vgg16.pt')
+    if not any((Path(torch.hub.get_dir()) / 'checkpoints').glob('vgg16-*.pth')):
+        raise UserError(f'perceptual loss "lpips" is not available: torchvision\'s VGG16 weights are not in '
+                        f'{torch.hub.get_dir()}/checkpoints (nothing is downloaded)')
+    import lpips
+    return lpips.LPIPS(net='vgg', verbose=False).eval().requires_grad_(False).to(device)
+
+
 def load_perceptual(spec, device):
     """A function (img [N,3,H,W] in [-1,1], target) -> LPIPS distance [N], or None for spec None.
     A spec that cannot be loaded is a UserError naming what is missing."""
     if spec in (None, '', 'none'):
         return None
     if spec == 'lpips':
-        try:
-            import lpips
-            net = lpips.LPIPS(net='vgg', verbose=False).eval().requires_grad_(False).to(device)
-        except Exception as e:  # not installed, or its VGG weights cannot be downloaded here
-            raise UserError(f'perceptual loss "lpips" is not available ({type(e).__name__}: {str(e)[:120]}); '
-                            'pip install lpips torchvision (and let it fetch its VGG weights once), '
-                            'or pass a path to StyleGAN\'s vgg16.pt') from None
+        net = lpips_network(device)
 
         def lpips_fn(x, y):
             return net(x, y, normalize=False).flatten()

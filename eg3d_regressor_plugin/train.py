@@ -112,11 +112,13 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, snap, tick_kimg
 
     \b
     Examples:
-      # A few minutes on a laptop CPU with the tiny preset:
+      # A few minutes on a laptop CPU with the tiny preset (on a CPU, a fixed set of renders
+      # used many times learns far more per minute than rendering on the fly):
       eg3d-regress init-network --preset tiny --out tiny.pkl
-      eg3d-regress train --network tiny.pkl --outdir runs --kimg 2
+      eg3d-regress dataset --network tiny.pkl --count 600 --resolution 64 --dest pairs.zip
+      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 12
       # Continue the newest run where it stopped:
-      eg3d-regress train --network tiny.pkl --outdir runs --kimg 4 --resume latest
+      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 24 --resume latest
       # Two processes (DDP), another architecture:
       eg3d-regress train --network ffhq512-128.pkl --outdir runs --arch psp --gpus 2 --batch 32
     """
@@ -167,8 +169,8 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, snap, tick_kimg
         networks.build_regressor(arch, num_ws=G.backbone.num_ws, w_dim=G.w_dim, input_resolution=input_res,
                                  single_w=single_w, **arch_kwargs)
     if lpips_loss:
-        from .training.loss import load_perceptual
-        load_perceptual('cpu')
+        from .optimize import lpips_network
+        lpips_network('cpu')
     if tick_kimg is None:
         tick_kimg = min(4.0, kimg / 20)
     del G

@@ -67,7 +67,7 @@ def test_lpips_is_refused_cleanly_when_not_available_locally():
     if loss_mod.perceptual_available():
         pytest.skip('LPIPS with local weights is installed here')
     with pytest.raises(UserError, match='lpips'):
-        loss_mod.load_perceptual('cpu')
+        loss_mod.lpips_network('cpu')
 
 
 @pytest.mark.eg3d

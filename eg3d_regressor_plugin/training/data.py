@@ -161,13 +161,6 @@ class PairSampler:
         return self.sample_seeds([derive_seed(*keys, j) for j in range(n)])
 
 
-def validation_batch(sampler, seeds):
-    """The fixed held-out batch for the given sample seeds. Training samples use 32-bit seeds
-    hashed from (seed, rank, step, index), which practically never equal the small integers used
-    here."""
-    return sampler.sample_seeds(seeds)
-
-
 @torch.no_grad()
 def estimate_w_stats(G, num=10000, trunc_range=DEFAULT_TRUNC, cond_pose='random', seed=0x5eed, batch=1000):
     """Per-dimension statistics of w under the training distribution: center = w_avg [num_ws,w_dim],

@@ -3,13 +3,12 @@ on (yaw, pitch), and an optional image loss through the generator (the predicted
 the true pose and compared with the input: MSE, plus LPIPS when it is available locally)."""
 
 import contextlib
-import importlib.util
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..optimize import lpips_network
 from .checkpoint import denormalize_w, normalize_w
 from .data import seeded
 from .networks import resize_input
@@ -18,22 +17,9 @@ POSE_LOSSES = ('l1', 'smooth_l1')
 POSE_BETA = 0.05  # radians (about 3 degrees): smooth-L1 is quadratic below, L1 above
 
 
-def load_perceptual(device):
-    """LPIPS (VGG) when the `lpips` package and torchvision's VGG16 weights are already on this
-    machine; nothing is downloaded. Otherwise a UserError that says what is missing."""
-    if importlib.util.find_spec('lpips') is None or importlib.util.find_spec('torchvision') is None:
-        raise UserError('--lpips-loss needs the "lpips" and "torchvision" packages with their VGG16 weights on this '
-                        'machine (none found; nothing is downloaded); leave --lpips-loss at 0')
-    if not any((Path(torch.hub.get_dir()) / 'checkpoints').glob('vgg16-*.pth')):
-        raise UserError(f'--lpips-loss needs torchvision\'s VGG16 weights in {torch.hub.get_dir()}/checkpoints '
-                        '(nothing is downloaded); leave --lpips-loss at 0')
-    import lpips
-    return lpips.LPIPS(net='vgg', verbose=False).to(device).eval().requires_grad_(False)
-
-
 def perceptual_available():
     try:
-        load_perceptual('cpu')
+        lpips_network('cpu')
         return True
     except UserError:
         return False
@@ -69,7 +55,7 @@ class RegressorLoss:
         self.img_weight, self.lpips_weight = img_weight, lpips_weight
         self.pose_loss = pose_loss
         self.img_res = int(img_res)
-        self.lpips = load_perceptual(G.backbone.mapping.w_avg.device) if lpips_weight else None
+        self.lpips = lpips_network(G.backbone.mapping.w_avg.device) if lpips_weight else None
 
     def render(self, w_norm, c, seed=None):
         """The predicted (normalised) codes rendered at cameras c with gradients, at the reduced

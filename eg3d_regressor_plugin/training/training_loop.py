@@ -373,7 +373,8 @@ def training_loop(
         val = None
         if is_main:
             t0 = time.time()
-            val = data.validation_batch(sampler, val_seeds)
+            # Plain small seeds: training draws 32-bit seeds hashed from (seed, rank, step, index).
+            val = sampler.sample_seeds(val_seeds)
             log(f'Validation: {len(val_seeds)} held-out pairs rendered in {format_time(time.time() - t0)}')
             if extra_available('tensorboard'):
                 from torch.utils.tensorboard import SummaryWriter
