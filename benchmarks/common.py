@@ -97,39 +97,41 @@ def untrained_regressor(G, arch='unet', input_resolution=256, path=None, **arch_
 
 def training_set(G, pairs, resolution=64):
     """(path, seconds) of a dataset zip of `pairs` synthetic pairs of G at `resolution` px made by
-    `eg3d-regress dataset`'s code: a fixed training set, as the seed trained on. Cached by
-    generator and size; the seconds are those its rendering took, when it was rendered."""
-    from eg3d_regressor_plugin.dataset_tool import make_dataset_zip
+    `eg3d-regress dataset`'s code (with its default worker processes): a fixed training set, as
+    the seed trained on. Cached by generator and size; the seconds are those its rendering took,
+    when it was rendered. Regressors with a smaller input are fed it resized."""
+    from eg3d_regressor_plugin.dataset_tool import default_workers, make_dataset_zip
     path = CACHE / f'pairs-{eg3d_bridge.generator_identity(G)["w_avg_sha"]}-{pairs}-{resolution}px.zip'
     took = path.with_suffix('.seconds')
     if not (path.is_file() and took.is_file()):
         print(f'Rendering {pairs} training pairs at {resolution} px (cached in {path})...', flush=True)
         path.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        make_dataset_zip(G, path, pairs, resolution=resolution)
+        make_dataset_zip(G, path, pairs, resolution=resolution, workers=default_workers(G.backbone.mapping.w_avg.device))
         took.write_text(f'{time.perf_counter() - t0:.1f}\n')
     return path, float(took.read_text())
 
 
-def trained_regressor(G, network_pkl, regressor=None, kimg=20.0, pairs=1000, arch='unet', input_res=64, device='cpu',
-                      eg3d=None):
+def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=2000, arch='psp', input_res=32, single_w=True,
+                      device='cpu', eg3d=None):
     """The checkpoint to measure: --regressor when given, else one trained here for `kimg` thousand
     pairs shown from a fixed set of `pairs` rendered pairs (0: rendered on the fly) with the
-    project's own training loop (cached by generator, architecture and budget, so the scripts
-    share it). Returns its path."""
+    project's own training loop, with learning_curve.py's CPU settings (cached by generator,
+    architecture and budget, so the scripts share it). Returns its path."""
     if regressor:
         return Path(regressor)
     from eg3d_regressor_plugin.training.training_loop import training_loop
     ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
-    run_dir = CACHE / f'train-{arch}-{input_res}px-{kimg:g}kimg-{pairs}pairs-{ident}'
+    run_dir = CACHE / f'train-{arch}-{input_res}px{"-single" if single_w else ""}-{kimg:g}kimg-{pairs}pairs-{ident}'
     final = sorted(run_dir.glob('regressor-snapshot-*.pt')) if run_dir.is_dir() else []
     if final and (run_dir / 'done').is_file():
         return final[-1]
-    data_zip = training_set(G, pairs, input_res)[0] if pairs else None
+    data_zip = training_set(G, pairs)[0] if pairs else None
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f'Training a {arch} regressor on {kimg:g} kimg for the benchmark (cached in {run_dir})...', flush=True)
     t0 = time.perf_counter()
-    training_loop(run_dir, str(network_pkl), arch=arch, input_res=input_res, kimg=kimg, tick_kimg=max(kimg / 4, 0.016),
+    training_loop(run_dir, str(network_pkl), arch=arch, input_res=input_res, single_w=single_w, kimg=kimg,
+                  lr_rampdown=0.5, tick_kimg=max(kimg / 4, 0.016),
                   snap=1000, val_seeds=tuple(range(8)), grid=4, w_stats_samples=2000, data_zip=data_zip, workers=0,
                   device=device, eg3d=eg3d)
     (run_dir / 'done').write_text(f'{time.perf_counter() - t0:.1f} s\n')
@@ -145,9 +147,9 @@ def regressor_options(f):
             click.option('--network', default=None, help='Network pickle to measure instead of the preset'),
             click.option('--regressor', default=None, help='Regressor checkpoint (default: train one here)'),
             click.option('--train-kimg', type=float, default=None,
-                         help='Training budget without --regressor  [default: 20; quick: 0.032]'),
+                         help='Training budget without --regressor  [default: 60; quick: 0.032]'),
             click.option('--train-pairs', type=int, default=None,
-                         help='Fixed training set without --regressor, 0: on the fly  [default: 1000; quick: 0]'),
+                         help='Fixed training set without --regressor, 0: on the fly  [default: 2000; quick: 0]'),
             click.option('--device', default='auto', show_default=True),
             click.option('--quick', is_flag=True, help='A smoke run under 2 minutes'),
             click.option('--eg3d', default=None, help='EG3D checkout')]):
@@ -159,8 +161,8 @@ def measured(preset, network, regressor, train_kimg, train_pairs, device, quick,
     """(device, G, its pickle, the regressor checkpoint) for regressor_options' values."""
     device = eg3d_bridge.get_device(device)
     G, pkl = generator(network, preset, device=device, eg3d=eg3d)
-    reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 20),
-                            pairs=(0 if quick else 1000) if train_pairs is None else train_pairs, device=device, eg3d=eg3d)
+    reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 60),
+                            pairs=(0 if quick else 2000) if train_pairs is None else train_pairs, device=device, eg3d=eg3d)
     return device, G, pkl, reg
 
 

@@ -2,15 +2,21 @@
 each regressor architecture, on the `tiny` preset on the CPU, beside the mean-w baseline
 (predicting w_avg). Target: L1 <= 0.5 x the baseline.
 
-Every architecture trains with the project's own training loop (`eg3d-regress train`'s
-defaults) for the same training-time budget, one after the other in this process, on the same
-fixed set of --pairs pairs rendered once at the start (`eg3d-regress dataset`'s code, as the
-seed trained on a fixed set; its rendering time is reported beside), or with --pairs 0 on pairs
-rendered on the fly; the validation set (the same held-out seeds for all) is evaluated every tick.
+Every architecture trains with the project's own training loop for the same training-time
+budget, one after the other in this process, on the same fixed set of --pairs pairs rendered
+once at the start (`eg3d-regress dataset`'s code, as the seed trained on a fixed set; its
+rendering time is reported beside), or with --pairs 0 on pairs rendered on the fly; the
+validation set (the same held-out seeds for all) is evaluated every tick.
 
-    python benchmarks/learning_curve.py                 # 1000 pairs + 3 archs x 2.5 minutes (under 15 minutes)
+Settings for a CPU (the defaults; each is an option): 32 px input (the tiny preset's renders
+hold little more at 64, and a CPU trains ~2x more pairs per second), a single w for all levels
+(EG3D's mapping network broadcasts one w to every level, so synthetic targets are in W; W+
+heads cost the pSp encoder half its speed), the learning rate ramped down over the last half
+of the budget, and ViT patches of 8 px below 64 px input.
+
+    python benchmarks/learning_curve.py                 # 2000 pairs + 3 archs x 2.75 minutes (under 15 minutes)
     python benchmarks/learning_curve.py --quick         # 3 archs x 20 s on the fly (under 2 minutes)
-    python benchmarks/learning_curve.py --network G.pkl --minutes 30 --device cuda
+    python benchmarks/learning_curve.py --network G.pkl --minutes 30 --input-res 256 --w-plus --device cuda
 """
 
 import json
@@ -28,10 +34,11 @@ TARGET = 0.5
 
 def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
     """Train one architecture for `seconds` of training time; returns its row and curve."""
+    arch_kwargs = {'patch_size': 8} if arch == 'vit' and opts['input_res'] < 64 else {}
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
-        model = training_loop(run_dir, str(network_pkl), arch=arch, kimg=1e6, time_budget=seconds, snap=10 ** 6,
-                              device=device, eg3d=eg3d, workers=0, **opts)
+        model = training_loop(run_dir, str(network_pkl), arch=arch, arch_kwargs=arch_kwargs, kimg=1e6,
+                              time_budget=seconds, snap=10 ** 6, device=device, eg3d=eg3d, workers=0, **opts)
         wall = time.perf_counter() - t0
         stats = [json.loads(l) for l in (Path(run_dir) / 'stats.jsonl').read_text().splitlines()]
     curve = [dict(train_s=s['Timing/train_sec'], kimg=s['Progress/kimg'], w_l1=s['Val/w_l1_norm'],
@@ -51,28 +58,32 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.command()
 @click.option('--network', default=None, help='Network pickle  [default: the tiny preset, seed 0]')
 @click.option('--archs', default='vit,unet,psp', show_default=True)
-@click.option('--minutes', type=float, default=2.5, show_default=True, help='Training time per architecture')
-@click.option('--pairs', type=int, default=None, help='Fixed training set size, 0: render on the fly  [default: 1000; quick: 0]')
+@click.option('--minutes', type=float, default=2.75, show_default=True, help='Training time per architecture')
+@click.option('--pairs', type=int, default=None, help='Fixed training set size, 0: render on the fly  [default: 2000; quick: 0]')
 @click.option('--batch', type=int, default=None, help='Batch size  [default: train\'s]')
 @click.option('--lr', type=float, default=None, help='Learning rate  [default: train\'s]')
-@click.option('--input-res', type=int, default=None, help='Input resolution  [default: train\'s]')
+@click.option('--lr-rampdown', type=float, default=0.5, show_default=True, help='Ramp-down fraction of the budget')
+@click.option('--input-res', type=int, default=32, show_default=True, help='Input resolution')
+@click.option('--single-w/--w-plus', default=True, show_default=True, help='Predict one w, or one per level')
 @click.option('--val-seeds', type=int, default=64, show_default=True, help='Number of held-out pairs')
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (20 s per architecture, 8 held-out pairs)')
 @click.option('--save-as', default='learning_curve', show_default=True, help='Result name (benchmarks/NAME.json)')
 @click.option('--eg3d', default=None, help='EG3D checkout')
-def main(network, archs, minutes, pairs, batch, lr, input_res, val_seeds, device, quick, save_as, eg3d):
+def main(network, archs, minutes, pairs, batch, lr, lr_rampdown, input_res, single_w, val_seeds, device, quick, save_as,
+         eg3d):
     from eg3d_regressor_plugin import train as train_cmd
     G, network_pkl = common.generator(network, 'tiny', device='cpu', eg3d=eg3d)
     defaults = {p.name: p.default for p in train_cmd.train.params}
-    opts = dict(batch=batch or defaults['batch'], lr=lr or defaults['lr'], reuse=defaults['reuse'],
-                input_res=input_res or min(256, G.img_resolution // 2), trunc_range=data_range(defaults['trunc_range']),
+    opts = dict(batch=batch or defaults['batch'], lr=lr or defaults['lr'], lr_rampdown=lr_rampdown,
+                reuse=defaults['reuse'], input_res=input_res, single_w=single_w,
+                trunc_range=data_range(defaults['trunc_range']),
                 val_seeds=tuple(range(8 if quick else val_seeds)), tick_kimg=0.064 if quick else 0.128, grid=4)
     seconds = 20 if quick else minutes * 60
-    pairs = (0 if quick else 1000) if pairs is None else pairs
+    pairs = (0 if quick else 2000) if pairs is None else pairs
     render_s = None
     if pairs:
-        opts['data_zip'], render_s = common.training_set(G, pairs, opts['input_res'])
+        opts['data_zip'], render_s = common.training_set(G, pairs)
         opts['data_zip'] = str(opts['data_zip'])
         opts['tick_kimg'] = 2.0
         print(f'Training set: {pairs} pairs (rendering took {render_s:.0f} s)', flush=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput']
-EXTRA = ['learning_curve_long']  # runs with other settings (--save-as), shown when they exist
+EXTRA = []  # runs with other settings (--save-as) to show when they exist
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 

@@ -4,12 +4,22 @@ dataset_tool layout (see training/data.py for the layout).
 The work is resumable: batches are written as small shard zips into a hidden folder beside the
 destination (`.NAME.zip.partial/`), each shard atomically, and the final zip is assembled from
 them (atomically too) once all are there. Rerunning the same command after an interruption
-continues with the first missing sample; sample i is always drawn from the sample seed
-derive_seed(--seed, i), whatever the batch size.
+renders only the samples no complete shard holds. Sample i always has the z, pose and
+truncation of sample seed derive_seed(--seed, i), whatever the batch size or the number of
+worker processes (EG3D's stochastic ray sampling is seeded per batch, so a render can differ
+by a grey level with another --batch).
+
+On a CPU, several worker processes with a few threads each render faster than one process
+with all of them (EG3D's small convolutions and ray marching use threads poorly): 1.5x with
+two single-threaded workers on a 2-core machine.
 """
 
 import io
 import json
+import multiprocessing
+import os
+import pickle
+import queue as queue_lib
 import shutil
 import time
 import zipfile
@@ -72,36 +82,115 @@ def _shards(partial):
     return out
 
 
+def _todo(shards, count, batch):
+    """[(start, n)]: the samples below `count` that no complete shard holds, in runs of <= batch."""
+    covered = set()
+    for start, n, _ in shards:
+        covered.update(range(start, start + n))
+    todo, i = [], 0
+    while i < count:
+        if i in covered:
+            i += 1
+            continue
+        j = i
+        while j < count and j not in covered and j - i < batch:
+            j += 1
+        todo.append((i, j - i))
+        i = j
+    return todo
+
+
 def _assemble(dest, shards, count, meta):
-    """The final zip from the shards' first `count` samples, written atomically."""
-    labels = []
+    """The final zip from the shards' first `count` samples (each once), written atomically."""
+    labels, seen = [], set()
     with atomic_path(dest) as tmp:
         with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as out:
             for start, _, path in shards:
                 with zipfile.ZipFile(path) as z:
                     shard_labels = json.loads(z.read('labels.json'))
                     for fname in sorted(shard_labels):
-                        if int(fname[-12:-4]) >= count:
+                        if int(fname[-12:-4]) >= count or fname in seen:
                             continue
+                        seen.add(fname)
                         out.writestr(fname, z.read(fname))
                         out.writestr(data.w_name(fname), z.read(data.w_name(fname)))
                         labels.append([fname, shard_labels[fname]])
             if len(labels) != count:
                 raise RuntimeError(f'assembled {len(labels)} samples, expected {count}')
+            labels.sort()
             out.writestr('dataset.json', json.dumps({'labels': labels}))
             out.writestr(data.DATASET_META, json.dumps(dict(meta, format=data.DATASET_FORMAT, count=count), indent=2))
 
 
+def _render_shards(sampler, seed, todo, partial, done_fn=None):
+    for start, n in todo:
+        seeds = [data.derive_seed(seed, i) for i in range(start, start + n)]
+        write_shard(partial / f'shard-{start:08d}.zip', start, sampler.sample_seeds(seeds))
+        if done_fn is not None:
+            done_fn(n)
+
+
+def _worker(g_bytes, eg3d_root, sampler_args, seed, todo, partial, threads, queue):
+    """A spawned rendering process: its own copy of G, `threads` threads, shards `todo`."""
+    try:
+        torch.set_num_threads(threads)
+        eg3d_bridge.import_eg3d(eg3d_root)
+        G = eg3d_bridge.prepare_generator(pickle.loads(g_bytes))
+        with torch.no_grad():
+            _render_shards(data.PairSampler(G, *sampler_args), seed, todo, Path(partial), lambda n: queue.put(n))
+    except BaseException as e:  # reported to the parent, which stops the others
+        queue.put(f'{type(e).__name__}: {e}')
+        raise SystemExit(1)
+
+
+def default_workers(device):
+    """Rendering processes: 1 on a GPU; on a CPU one per core, at most 4 (sharing the threads)."""
+    return 1 if torch.device(device).type != 'cpu' else max(1, min(4, os.cpu_count() or 1))
+
+
+def _render_parallel(G, sampler, seed, todo, partial, workers, bar):
+    threads = max(1, torch.get_num_threads() // workers)
+    g_bytes = pickle.dumps(G)
+    ctx = multiprocessing.get_context('spawn')  # fork after torch started its thread pools can hang
+    queue = ctx.Queue()
+    args = (sampler.resolution, sampler.trunc_range, sampler.cond_pose)
+    procs = [ctx.Process(target=_worker, args=(g_bytes, str(eg3d_bridge.eg3d_root()), args, seed, todo[k::workers],
+                                               str(partial), threads, queue), daemon=True) for k in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        remaining = sum(n for _, n in todo)
+        while remaining > 0:
+            try:
+                msg = queue.get(timeout=1.0)
+            except queue_lib.Empty:  # see whether a worker died without a word
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    raise UserError('a rendering process died (out of memory?); rerun to continue, or use --workers 1') from None
+                continue
+            if isinstance(msg, str):
+                raise UserError(f'a rendering process failed: {msg}; rerun to continue, or use --workers 1')
+            remaining -= msg
+            bar.update(msg)
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join()
+
+
 def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, batch=16, resolution=None,
-                     cond_pose='random', network=None, progress=True):
-    """Render `count` pairs of generator G into `dest` (a .zip), resuming an interrupted run."""
+                     cond_pose='random', network=None, progress=True, workers=1):
+    """Render `count` pairs of generator G into `dest` (a .zip), resuming an interrupted run.
+    workers > 1 renders in that many spawned processes (CPU; G must be pickleable)."""
     dest = Path(dest)
     if dest.suffix.lower() != '.zip':
         raise UserError(f'--dest {dest}: must end in .zip')
     if dest.exists():
         raise UserError(f'--dest {dest} already exists; delete it or choose another name')
-    if count < 1 or batch < 1:
-        raise UserError(f'--count and --batch must be at least 1 (got {count}, {batch})')
+    if count < 1 or batch < 1 or workers < 1:
+        raise UserError(f'--count, --batch and --workers must be at least 1 (got {count}, {batch}, {workers})')
     resolution = int(resolution or G.img_resolution)
     if not 8 <= resolution <= 4096:
         raise UserError(f'--resolution {resolution}: expected 8 to 4096')
@@ -120,25 +209,20 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
         with atomic_path(partial / SETTINGS) as tmp:
             Path(tmp).write_text(json.dumps(settings, indent=2))
 
-    shards = _shards(partial)
-    done = 0
-    for start, n, _ in shards:  # shards are written in order: the complete prefix
-        if start != done:
-            break
-        done = start + n
-    if done:
-        print(f'Resuming {dest}: {min(done, count)} of {count} samples already rendered')
-    with tqdm(total=count, initial=min(done, count), unit='img', disable=not progress, desc='Rendering') as bar:
-        while done < count:
-            n = min(batch, count - done)
-            seeds = [data.derive_seed(seed, i) for i in range(done, done + n)]
-            write_shard(partial / f'shard-{done:08d}.zip', done, sampler.sample_seeds(seeds))
-            done += n
-            bar.update(n)
+    todo = _todo(_shards(partial), count, batch)
+    left = sum(n for _, n in todo)
+    if left < count:
+        print(f'Resuming {dest}: {count - left} of {count} samples already rendered')
+    workers = min(workers, len(todo))
+    with tqdm(total=count, initial=count - left, unit='img', disable=not progress, desc='Rendering') as bar:
+        if workers > 1 and sampler.device.type == 'cpu':
+            _render_parallel(G, sampler, seed, todo, partial, workers, bar)
+        else:
+            _render_shards(sampler, seed, todo, partial, bar.update)
     meta = dict(settings, network=str(network) if network else None, plugin_version=__version__,
                 created=time.strftime('%Y-%m-%d %H:%M:%S'),
                 layout='images NNNNN/imgNNNNNNNN.png, labels in dataset.json (EG3D), w in ws/NNNNN/imgNNNNNNNN.npy (1, num_ws, w_dim)')
-    _assemble(dest, [s for s in _shards(partial) if s[0] < count], count, meta)
+    _assemble(dest, _shards(partial), count, meta)
     shutil.rmtree(partial, ignore_errors=True)
     return dest
 
@@ -153,9 +237,10 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
               help='Pose the mapping network is conditioned on')
 @click.option('--batch', type=int, default=16, show_default=True, help='Pairs rendered per batch (and per shard)')
 @click.option('--resolution', type=int, default=None, help='Image resolution  [default: the generator\'s]')
+@click.option('--workers', type=int, default=None, help='Rendering processes  [default: 1 on a GPU; on a CPU, by its cores]')
 @device_option
 @eg3d_option
-def make_dataset(network_pkl, count, dest, seed, trunc_range, cond_pose, batch, resolution, device, eg3d):
+def make_dataset(network_pkl, count, dest, seed, trunc_range, cond_pose, batch, resolution, workers, device, eg3d):
     """Render synthetic (image, w, pose) pairs into a dataset zip (EG3D's dataset_tool layout plus
     the w codes). An interrupted run continues where it stopped when rerun with the same options.
 
@@ -169,9 +254,13 @@ def make_dataset(network_pkl, count, dest, seed, trunc_range, cond_pose, batch, 
     trunc = data.parse_trunc_range(trunc_range)
     if Path(dest).exists():
         raise UserError(f'--dest {dest} already exists; delete it or choose another name')
-    G = eg3d_bridge.load_generator(network_pkl, device=eg3d_bridge.get_device(device), eg3d=eg3d)
+    if workers is not None and workers < 1:
+        raise UserError(f'--workers {workers}: must be at least 1')
+    dev = eg3d_bridge.get_device(device)
+    G = eg3d_bridge.load_generator(network_pkl, device=dev, eg3d=eg3d)
     with torch.no_grad():
-        out = make_dataset_zip(G, dest, count, seed, trunc, batch, resolution, cond_pose, network=network_pkl)
+        out = make_dataset_zip(G, dest, count, seed, trunc, batch, resolution, cond_pose, network=network_pkl,
+                               workers=workers or default_workers(dev))
     click.echo(f'Wrote {out}: {count} pairs')
 
 

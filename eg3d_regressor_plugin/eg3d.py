@@ -264,8 +264,13 @@ def load_generator(path, device='cpu', reload_modules=False, eg3d=None):
         raise UserError(f'{path}: G_ema is a {type(G).__name__}, not an EG3D TriPlaneGenerator')
     if reload_modules:
         G = rebuild_generator(G)
+    return prepare_generator(G).to(device)
+
+
+def prepare_generator(G):
+    """A loaded (or unpickled) G with the fixes applied, in eval mode, without gradients."""
     fix_superresolution_class(type(G.superresolution))
-    return G.eval().requires_grad_(False).to(device)
+    return G.eval().requires_grad_(False)
 
 
 def rebuild_generator(G):

@@ -59,6 +59,8 @@ def _init_distributed(device, rank, world, init_method):
 def _subprocess_fn(rank, kwargs, base_device, world, temp_dir):
     """One process of a --gpus N run (torch.multiprocessing.spawn)."""
     device = _rank_device(base_device, rank)
+    if device.type == 'cpu':  # share the cores: N processes with all of them each would thrash
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     _init_distributed(device, rank, world, f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}')
     try:
         loop.training_loop(**kwargs, device=device, rank=rank, world=world)
@@ -79,6 +81,8 @@ def _subprocess_fn(rank, kwargs, base_device, world, temp_dir):
 @click.option('--batch', type=int, default=16, show_default=True, help='Total batch size (over all processes)')
 @click.option('--kimg', type=float, default=1000, show_default=True, help='Training length in thousands of pairs shown')
 @click.option('--lr', type=float, default=1e-3, show_default=True, help='Adam learning rate')
+@click.option('--lr-rampdown', type=float, default=0.0, show_default=True, metavar='FRACTION',
+              help='Ramp the learning rate down to 0 (cosine) over this last fraction of --kimg')
 @click.option('--snap', type=int, default=5, show_default=True, help='Snapshot every this many ticks')
 @click.option('--tick', 'tick_kimg', type=float, default=None, help='Progress/validation interval in kimg  [default: kimg/20, at most 4]')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (weights and data)')
@@ -101,7 +105,7 @@ def _subprocess_fn(rank, kwargs, base_device, world, temp_dir):
 @click.option('--desc', default=None, help='String to add to the run folder name')
 @device_option
 @eg3d_option
-def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, snap, tick_kimg, seed, data_zip, resume, gpus, input_res,
+def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, snap, tick_kimg, seed, data_zip, resume, gpus, input_res,
           single_w, trunc_range, cond_pose, w_loss, pose_loss, pose_loss_type, img_loss, lpips_loss, img_res, val_seeds,
           reuse, workers, desc, device, eg3d):
     """Train an image -> (w, pose) regressor for an EG3D generator.
@@ -115,10 +119,11 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, snap, tick_kimg
       # A few minutes on a laptop CPU with the tiny preset (on a CPU, a fixed set of renders
       # used many times learns far more per minute than rendering on the fly):
       eg3d-regress init-network --preset tiny --out tiny.pkl
-      eg3d-regress dataset --network tiny.pkl --count 600 --resolution 64 --dest pairs.zip
-      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 12
+      eg3d-regress dataset --network tiny.pkl --count 1000 --resolution 64 --dest pairs.zip
+      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 60 \
+          --arch psp --input-res 32 --single-w --lr-rampdown 0.5
       # Continue the newest run where it stopped:
-      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 24 --resume latest
+      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 120 --resume latest
       # Two processes (DDP), another architecture:
       eg3d-regress train --network ffhq512-128.pkl --outdir runs --arch psp --gpus 2 --batch 32
     """
@@ -133,6 +138,7 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, snap, tick_kimg
     _check(batch % world == 0, f'--batch {batch} is not divisible by the number of processes ({world})')
     _check(kimg > 0, f'--kimg {kimg:g}: must be positive')
     _check(lr > 0, f'--lr {lr:g}: must be positive')
+    _check(0 <= lr_rampdown <= 1, f'--lr-rampdown {lr_rampdown:g}: must be between 0 and 1')
     _check(snap >= 1, f'--snap {snap}: must be at least 1')
     _check(tick_kimg is None or tick_kimg > 0, f'--tick {tick_kimg}: must be positive')
     _check(reuse >= 1, f'--reuse {reuse}: must be at least 1')
@@ -177,7 +183,7 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, snap, tick_kimg
 
     # The run folder: the resumed run's, or a new numbered one (rank 0 decides under torchrun).
     options = dict(network_pkl=str(network_pkl), arch=arch, arch_kwargs=arch_kwargs, input_res=input_res,
-                   single_w=single_w, batch=batch, kimg=kimg, lr=lr, tick_kimg=tick_kimg, snap=snap, seed=seed,
+                   single_w=single_w, batch=batch, kimg=kimg, lr=lr, lr_rampdown=lr_rampdown, tick_kimg=tick_kimg, snap=snap, seed=seed,
                    data_zip=data_zip, workers=workers, reuse=reuse, trunc_range=list(trunc), cond_pose=cond_pose,
                    w_loss=w_loss, pose_loss=pose_loss, pose_loss_type=pose_loss_type, img_loss=img_loss,
                    lpips_loss=lpips_loss, img_res=img_res, val_seeds=seeds, resume=str(resume_path) if resume_path else None)

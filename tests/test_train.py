@@ -25,6 +25,17 @@ def _weights(path):
     return torch.load(path, weights_only=True)['state_dict']
 
 
+def test_lr_rampdown_schedule():
+    assert loop.lr_factor(0.5, 0.0, 0.0) == 1.0  # no ramp-down
+    assert loop.lr_factor(0.69, 0.0, 0.3) == 1.0  # before the last 30 %
+    assert loop.lr_factor(0.85, 0.0, 0.3) == pytest.approx(0.5)  # halfway down the cosine
+    assert loop.lr_factor(1.0, 0.0, 0.3) == pytest.approx(0.0)
+    # A time budget that ends training before --kimg drives the ramp instead.
+    assert loop.lr_factor(0.1, 0.85, 0.3) == pytest.approx(0.5)
+    factors = [loop.lr_factor(t / 100, 0.0, 1.0) for t in range(101)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+
+
 @pytest.mark.eg3d
 def test_train_run_folder_and_snapshot(tmp_path, tiny_pkl, tiny_G):
     proc = run_cli('train', '--network', tiny_pkl, '--outdir', tmp_path, '--kimg', 0.008, '--tick', 0.004,
@@ -140,6 +151,7 @@ def test_bad_options_are_one_line_errors(tmp_path, tiny_pkl):
         (['--network', tiny_pkl, '--data', tmp_path / 'missing.zip'], 'not found'),
         (['--network', tiny_pkl, '--resume', 'latest'], 'no run folder'),
         (['--network', tiny_pkl, '--arch-opt', 'size=huge'], 'unknown size'),
+        (['--network', tiny_pkl, '--lr-rampdown', 1.5], 'between 0 and 1'),
     ]
     (tmp_path / 'junk.zip').write_text('not a zip')
     cases.append((['--network', tiny_pkl, '--data', tmp_path / 'junk.zip'], 'not a zip'))

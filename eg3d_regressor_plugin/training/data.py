@@ -245,7 +245,8 @@ class PairDataset(torch.utils.data.Dataset):
     def __getstate__(self):  # each DataLoader worker opens its own handle
         return dict(self.__dict__, _zip=None)
 
-    def __getitem__(self, idx):
+    def _read(self, idx):
+        """(uint8 image [R,R,3], w [num_ws,w_dim] float32) of item idx."""
         z = self._open()
         fname = self.fnames[idx]
         try:
@@ -255,9 +256,29 @@ class PairDataset(torch.utils.data.Dataset):
                 w = np.load(io.BytesIO(f.read()))
         except Exception as e:  # a damaged member: name the file and the item
             raise UserError(f'dataset {self.path}: cannot read item {fname} ({type(e).__name__}: {e})') from None
-        img = torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1
-        return dict(img=img, w=torch.from_numpy(w.reshape(w.shape[-2:]).astype(np.float32)),
+        return img, w.reshape(w.shape[-2:]).astype(np.float32)
+
+    def __getitem__(self, idx):
+        img, w = self._read(idx)
+        return dict(img=uint8_to_float(torch.from_numpy(img).permute(2, 0, 1)), w=torch.from_numpy(w),
                     pose=self.poses[idx], c=torch.from_numpy(self.labels[idx]))
+
+    def nbytes(self):
+        """Memory that load_all needs (images as uint8)."""
+        _, w = self._read(0)
+        return len(self) * (3 * self.resolution ** 2 + w.nbytes + 27 * 4)
+
+    def load_all(self, device='cpu'):
+        """Every item at once: dict(img uint8 [N,3,R,R], w [N,num_ws,w_dim], pose [N,2], c [N,25]) on device."""
+        imgs, ws = zip(*(self._read(i) for i in range(len(self))))
+        out = dict(img=torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous(),
+                   w=torch.from_numpy(np.stack(ws)), pose=self.poses.clone(), c=torch.from_numpy(self.labels.copy()))
+        return {k: v.to(device) for k, v in out.items()}
+
+
+def uint8_to_float(img):
+    """uint8 images -> float in [-1, 1], as read from a file."""
+    return img.float() / 127.5 - 1
 
 
 @functools.lru_cache(maxsize=4)

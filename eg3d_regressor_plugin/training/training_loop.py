@@ -184,25 +184,40 @@ class RenderSource:
 
 
 class DatasetSource:
-    """Batches from a dataset zip, in a seeded order per epoch, split between the ranks."""
+    """Batches from a dataset zip, in a seeded order per epoch, split between the ranks. A dataset
+    that fits in PRELOAD_BYTES is decoded once and kept on the device (decoding a batch of PNGs
+    costs as much as a training step of a small regressor on a CPU); a larger one streams through
+    DataLoader workers. Both give the same batches."""
+
+    PRELOAD_BYTES = 1 << 30
 
     def __init__(self, dataset, batch_gpu, seed, rank, world, device, resolution, start_step, workers=2):
         self.device, self.resolution = device, resolution
-        steps = _Steps(dataset, batch_gpu, seed, rank, world, start_step)
-        self.loader = iter(torch.utils.data.DataLoader(dataset, batch_sampler=steps, num_workers=workers,
-                                                       pin_memory=device.type == 'cuda',
-                                                       persistent_workers=workers > 0))
+        self.args = (batch_gpu, rank, world, len(dataset), seed)
+        self.items = self.loader = None
+        if dataset.nbytes() <= self.PRELOAD_BYTES:
+            self.items = dataset.load_all(device)
+        else:
+            steps = _Steps(self.args, start_step)
+            self.loader = iter(torch.utils.data.DataLoader(dataset, batch_sampler=steps, num_workers=workers,
+                                                           pin_memory=device.type == 'cuda',
+                                                           persistent_workers=workers > 0))
         self.rendered = 0
 
     def batch(self, step):
-        b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
+        if self.items is not None:
+            idx = torch.tensor(data.epoch_batch(step, *self.args), device=self.device)
+            b = {k: v[idx] for k, v in self.items.items()}
+            b['img'] = data.uint8_to_float(b['img'])
+        else:
+            b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
         b['img'] = networks.resize_input(b['img'], self.resolution)
         return b
 
 
 class _Steps:
-    def __init__(self, dataset, batch_gpu, seed, rank, world, start_step):
-        self.args = (batch_gpu, rank, world, len(dataset), seed)
+    def __init__(self, args, start_step):
+        self.args = args  # data.epoch_batch's arguments after the step
         self.start_step = start_step
 
     def __iter__(self):
@@ -283,6 +298,15 @@ def _ranks_identical(model, device, world):
 
 #----------------------------------------------------------------------------
 
+def lr_factor(progress_kimg, progress_time, rampdown):
+    """Learning-rate factor: 1, then a cosine ramp to 0 over the last `rampdown` fraction of
+    training, whose progress is the further of the kimg and the time budget (whichever ends it)."""
+    t = min(1.0, max(progress_kimg, progress_time))
+    if rampdown <= 0 or t <= 1 - rampdown:
+        return 1.0
+    return 0.5 + 0.5 * math.cos(math.pi * (t - (1 - rampdown)) / rampdown)
+
+
 def training_loop(
     run_dir,                        # Output folder (exists; rank 0 writes into it).
     network_pkl,                    # EG3D network pickle.
@@ -293,6 +317,7 @@ def training_loop(
     batch=16,                       # Total batch over all ranks.
     kimg=1000,                      # Train until this many thousand pairs were shown.
     lr=1e-3,                        # Adam learning rate.
+    lr_rampdown=0.0,                # Cosine ramp-down of the lr to 0 over this last fraction of training.
     tick_kimg=1.0,                  # Progress line, stats and validation every this many kimg.
     snap=5,                         # Snapshot every this many ticks (and at the end).
     seed=0,                         # Seeds the network's weights and all the training data.
@@ -394,6 +419,10 @@ def training_loop(
 
         while not done:
             t_step = time.time()
+            if lr_rampdown > 0:
+                for group in opt.param_groups:
+                    group['lr'] = lr * lr_factor(cur_nimg / total_nimg, train_time / time_budget if time_budget else 0.0,
+                                                 lr_rampdown)
             b = source.batch(step)
             pred = ddp(b['img'])
             loss, terms = loss_fn(pred, b, render_seed=data.derive_seed(seed, rank, step, 3))
