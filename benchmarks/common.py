@@ -95,6 +95,12 @@ def untrained_regressor(G, arch='unet', input_resolution=256, path=None, **arch_
     return path
 
 
+# learning_curve.py's defaults for training on a CPU, which speedup.py and refine.py train their
+# regressor with too (see learning_curve.py for why).
+CPU_TRAINING = dict(input_res=32, single_w=True, lr_rampdown=0.5)
+CPU_PAIRS = 2000
+
+
 def training_set(G, pairs, resolution=64):
     """(path, seconds) of a dataset zip of `pairs` synthetic pairs of G at `resolution` px made by
     `eg3d-regress dataset`'s code (with its default worker processes): a fixed training set, as
@@ -112,8 +118,7 @@ def training_set(G, pairs, resolution=64):
     return path, float(took.read_text())
 
 
-def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=2000, arch='psp', input_res=32, single_w=True,
-                      device='cpu', eg3d=None):
+def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS, arch='psp', device='cpu', eg3d=None):
     """The checkpoint to measure: --regressor when given, else one trained here for `kimg` thousand
     pairs shown from a fixed set of `pairs` rendered pairs (0: rendered on the fly) with the
     project's own training loop, with learning_curve.py's CPU settings (cached by generator,
@@ -122,7 +127,9 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=2000, arc
         return Path(regressor)
     from eg3d_regressor_plugin.training.training_loop import training_loop
     ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
-    run_dir = CACHE / f'train-{arch}-{input_res}px{"-single" if single_w else ""}-{kimg:g}kimg-{pairs}pairs-{ident}'
+    opts = CPU_TRAINING
+    run_dir = CACHE / (f'train-{arch}-{opts["input_res"]}px{"-single" if opts["single_w"] else ""}-{kimg:g}kimg-'
+                       f'{pairs}pairs-{ident}')
     final = sorted(run_dir.glob('regressor-snapshot-*.pt')) if run_dir.is_dir() else []
     if final and (run_dir / 'done').is_file():
         return final[-1]
@@ -130,8 +137,7 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=2000, arc
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f'Training a {arch} regressor on {kimg:g} kimg for the benchmark (cached in {run_dir})...', flush=True)
     t0 = time.perf_counter()
-    training_loop(run_dir, str(network_pkl), arch=arch, input_res=input_res, single_w=single_w, kimg=kimg,
-                  lr_rampdown=0.5, tick_kimg=max(kimg / 4, 0.016),
+    training_loop(run_dir, str(network_pkl), arch=arch, kimg=kimg, tick_kimg=max(kimg / 4, 0.016), **opts,
                   snap=1000, val_seeds=tuple(range(8)), grid=4, w_stats_samples=2000, data_zip=data_zip, workers=0,
                   device=device, eg3d=eg3d)
     (run_dir / 'done').write_text(f'{time.perf_counter() - t0:.1f} s\n')
@@ -162,7 +168,8 @@ def measured(preset, network, regressor, train_kimg, train_pairs, device, quick,
     device = eg3d_bridge.get_device(device)
     G, pkl = generator(network, preset, device=device, eg3d=eg3d)
     reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 60),
-                            pairs=(0 if quick else 2000) if train_pairs is None else train_pairs, device=device, eg3d=eg3d)
+                            pairs=(0 if quick else CPU_PAIRS) if train_pairs is None else train_pairs, device=device,
+                            eg3d=eg3d)
     return device, G, pkl, reg
 
 

@@ -62,9 +62,11 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.option('--pairs', type=int, default=None, help='Fixed training set size, 0: render on the fly  [default: 2000; quick: 0]')
 @click.option('--batch', type=int, default=None, help='Batch size  [default: train\'s]')
 @click.option('--lr', type=float, default=None, help='Learning rate  [default: train\'s]')
-@click.option('--lr-rampdown', type=float, default=0.5, show_default=True, help='Ramp-down fraction of the budget')
-@click.option('--input-res', type=int, default=32, show_default=True, help='Input resolution')
-@click.option('--single-w/--w-plus', default=True, show_default=True, help='Predict one w, or one per level')
+@click.option('--lr-rampdown', type=float, default=common.CPU_TRAINING['lr_rampdown'], show_default=True,
+              help='Ramp-down fraction of the budget')
+@click.option('--input-res', type=int, default=common.CPU_TRAINING['input_res'], show_default=True, help='Input resolution')
+@click.option('--single-w/--w-plus', default=common.CPU_TRAINING['single_w'], show_default=True,
+              help='Predict one w, or one per level')
 @click.option('--val-seeds', type=int, default=64, show_default=True, help='Number of held-out pairs')
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (20 s per architecture, 8 held-out pairs)')
@@ -80,7 +82,7 @@ def main(network, archs, minutes, pairs, batch, lr, lr_rampdown, input_res, sing
                 trunc_range=data_range(defaults['trunc_range']),
                 val_seeds=tuple(range(8 if quick else val_seeds)), tick_kimg=0.064 if quick else 0.128, grid=4)
     seconds = 20 if quick else minutes * 60
-    pairs = (0 if quick else 2000) if pairs is None else pairs
+    pairs = (0 if quick else common.CPU_PAIRS) if pairs is None else pairs
     render_s = None
     if pairs:
         opts['data_zip'], render_s = common.training_set(G, pairs)

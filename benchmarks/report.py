@@ -8,7 +8,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput']
-EXTRA = []  # runs with other settings (--save-as) to show when they exist
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 
@@ -58,13 +57,12 @@ def section(name):
 def main():
     readme = HERE / 'README.md'
     text = readme.read_text()
-    names = ORDER + [n for n in EXTRA if (HERE / f'{n}.json').exists()]
-    body = '\n'.join(section(n) for n in names)
+    body = '\n'.join(section(n) for n in ORDER)
     text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{body}\n{END}', text, flags=re.S)
     readme.write_text(text)
     print(f'updated {readme}')
     main_readme = HERE.parent / 'README.md'
-    heads = [f'{n}:\n{h}' for n in names if (h := headline(n))]
+    heads = [f'{n}:\n{h}' for n in ORDER if (h := headline(n))]
     block = '```\n' + '\n\n'.join(heads) + '\n```' if heads else 'No results yet.'
     text = main_readme.read_text()
     if BEGIN in text:

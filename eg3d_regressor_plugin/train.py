@@ -51,16 +51,14 @@ def _init_distributed(device, rank, world, init_method):
     backend = 'nccl' if device.type == 'cuda' else 'gloo'
     if device.type == 'cuda':
         torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world)
-    if device.type == 'cpu':
+    else:  # share the cores, before the process group starts any thread: N processes with all of them each thrash
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world)
 
 
 def _subprocess_fn(rank, kwargs, base_device, world, temp_dir):
     """One process of a --gpus N run (torch.multiprocessing.spawn)."""
     device = _rank_device(base_device, rank)
-    if device.type == 'cpu':  # share the cores: N processes with all of them each would thrash
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     _init_distributed(device, rank, world, f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}')
     try:
         loop.training_loop(**kwargs, device=device, rank=rank, world=world)

@@ -142,6 +142,21 @@ def test_two_process_gloo_ddp(tmp_path, tiny_pkl):
 
 
 @pytest.mark.eg3d
+@pytest.mark.slow
+def test_ddp_time_budget_with_lr_rampdown_keeps_ranks_identical(tmp_path, tiny_pkl):
+    # Each rank measures its own training time; the lr ramp and the stop must follow one clock.
+    from eg3d_regressor_plugin import train as train_cmd
+    kwargs = dict(FAST, run_dir=str(tmp_path), network_pkl=str(tiny_pkl), kimg=100.0, time_budget=4.0,
+                  lr_rampdown=1.0, tick_kimg=0.04, snap=100)
+    torch.multiprocessing.spawn(fn=train_cmd._subprocess_fn, args=(kwargs, torch.device('cpu'), 2, str(tmp_path)),
+                                nprocs=2)
+    log = (tmp_path / 'log.txt').read_text()
+    assert 'the 2 ranks hold identical weights' in log
+    ckpt = torch.load(next(tmp_path.glob('regressor-snapshot-*.pt')), weights_only=True)
+    assert ckpt['state']['train_time'] >= 4.0 and ckpt['state']['cur_nimg'] < 100_000
+
+
+@pytest.mark.eg3d
 def test_bad_options_are_one_line_errors(tmp_path, tiny_pkl):
     base = ['train', '--outdir', tmp_path, '--device', 'cpu']
     cases = [

@@ -435,11 +435,11 @@ def training_loop(
             step += 1
             cur_nimg += batch
             train_time += time.time() - t_step
+            if world > 1 and time_budget is not None:  # one clock (the slowest rank's): the same lr, the same last step
+                synced = torch.tensor([train_time], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(synced, op=torch.distributed.ReduceOp.MAX)
+                train_time = float(synced.item())
             done = cur_nimg >= total_nimg or (time_budget is not None and train_time >= time_budget)
-            if world > 1 and time_budget is not None:  # every rank must stop at the same step
-                flag = torch.tensor([float(done)], device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                done = bool(flag.item())
             if not done and cur_nimg < tick_start_nimg + tick_nimg:
                 continue
 
