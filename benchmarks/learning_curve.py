@@ -14,7 +14,7 @@ hold little more at 64, and a CPU trains ~2x more pairs per second), a single w 
 heads cost the pSp encoder half its speed), the learning rate ramped down over the last half
 of the budget, and ViT patches of 8 px below 64 px input.
 
-    python benchmarks/learning_curve.py                 # 2000 pairs + 3 archs x 2.75 minutes (under 15 minutes)
+    python benchmarks/learning_curve.py                 # 2400 pairs + 3 archs x 2.5 minutes (under 15 minutes)
     python benchmarks/learning_curve.py --quick         # 3 archs x 20 s on the fly (under 2 minutes)
     python benchmarks/learning_curve.py --network G.pkl --minutes 30 --input-res 256 --w-plus --device cuda
 """
@@ -58,8 +58,8 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.command()
 @click.option('--network', default=None, help='Network pickle  [default: the tiny preset, seed 0]')
 @click.option('--archs', default='vit,unet,psp', show_default=True)
-@click.option('--minutes', type=float, default=2.75, show_default=True, help='Training time per architecture')
-@click.option('--pairs', type=int, default=None, help='Fixed training set size, 0: render on the fly  [default: 2000; quick: 0]')
+@click.option('--minutes', type=float, default=2.5, show_default=True, help='Training time per architecture')
+@click.option('--pairs', type=int, default=None, help='Fixed training set size, 0: render on the fly  [default: 2400; quick: 0]')
 @click.option('--batch', type=int, default=None, help='Batch size  [default: train\'s]')
 @click.option('--lr', type=float, default=None, help='Learning rate  [default: train\'s]')
 @click.option('--lr-rampdown', type=float, default=common.CPU_TRAINING['lr_rampdown'], show_default=True,

@@ -2,12 +2,19 @@
 from w_avg (the optimisation baseline), on held-out synthetic images. Target: started from the
 regressor, reach the PSNR of the --baseline-steps (500) baseline within --refine-steps (50).
 
-Both runs use optimize.optimize_w (the code of `gen --refine-steps`) at the regressor's predicted
-camera, as `gen --refine-steps` does. A run's PSNR at step k is that of the best w so far (the
-optimiser keeps it), i.e. what stopping there would give.
+All runs use optimize.optimize_w (the code of `gen --refine-steps`) at the regressor's predicted
+camera, as `gen --refine-steps` does. The refinement uses gen's default optimiser (--optimizer,
+L-BFGS); the baseline uses --baseline-optimizer (Adam with StyleGAN's projector schedule, as
+EG3D's projectors and PTI). So that the start's share of the gain is seen apart from the
+optimiser's, the table also has the refinement's optimiser started from w_avg for the same
+steps. A run's PSNR at step k is that of the best w so far (the optimiser keeps it), i.e. what
+stopping there would give; a step is one render with gradients (every L-BFGS line-search trial
+counts). The images are rendered with the ray-sampling seed that re-renders use (see
+common.held_out); the "jitter floor" column is the true w's PSNR at another seed.
 
     python benchmarks/refine.py                       # tiny preset, a regressor trained here
     python benchmarks/refine.py --quick               # < 2 minutes
+    python benchmarks/refine.py --optimizer adam      # Adam for both starts
     python benchmarks/refine.py --network ffhq512-128.pkl --regressor regressor.pt --device cuda
 """
 
@@ -17,7 +24,7 @@ import numpy as np
 import common
 from eg3d_regressor_plugin import cameras
 from eg3d_regressor_plugin.invert import Inverter
-from eg3d_regressor_plugin.optimize import optimize_w, w_avg_init
+from eg3d_regressor_plugin.optimize import OPTIMIZERS, optimize_w, w_avg_init
 
 CHECKPOINTS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
 
@@ -30,9 +37,14 @@ def best_so_far(hist):
 @click.option('--seeds', default=None, help='Held-out seeds  [default: 1000-1001; quick: 1000]')
 @click.option('--baseline-steps', type=int, default=None, help='Steps from w_avg  [default: 500; quick: 10]')
 @click.option('--refine-steps', type=int, default=None, help='Steps from the regressor  [default: 50; quick: 3]')
-@click.option('--lr', type=float, default=0.01, show_default=True, help='Learning rate of both runs')
+@click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='lbfgs', show_default=True,
+              help='Optimiser of the refinement (and of the same-optimiser run from w_avg)')
+@click.option('--baseline-optimizer', type=click.Choice(OPTIMIZERS), default='adam', show_default=True,
+              help='Optimiser of the baseline from w_avg')
+@click.option('--lr', type=float, default=0.01, show_default=True, help='Learning rate of Adam runs')
 @common.regressor_options
-def main(preset, network, regressor, seeds, baseline_steps, refine_steps, lr, train_kimg, train_pairs, device, quick, eg3d):
+def main(preset, network, regressor, seeds, baseline_steps, refine_steps, optimizer, baseline_optimizer, lr, train_kimg,
+         train_pairs, device, quick, eg3d):
     from eg3d_regressor_plugin.options import parse_range
     seeds = parse_range(seeds or ('1000' if quick else '1000-1001'))
     baseline_steps = baseline_steps or (10 if quick else 500)
@@ -43,37 +55,47 @@ def main(preset, network, regressor, seeds, baseline_steps, refine_steps, lr, tr
     for sample in common.held_out(G, seeds):
         out = inverter(sample['img'])
         c = cameras.pose_to_label(out['yaw'], out['pitch'], device=device)
-        _, h_base = optimize_w(G, sample['img'], c, w_avg_init(G, device=device), baseline_steps, lr=lr)
-        _, h_reg = optimize_w(G, sample['img'], c, out['w'], refine_steps, lr=lr)
-        base, ref = best_so_far(h_base), best_so_far(h_reg)
+        w_avg = w_avg_init(G, device=device)
+        _, h_base = optimize_w(G, sample['img'], c, w_avg, baseline_steps, lr=lr, optimizer=baseline_optimizer)
+        _, h_same = optimize_w(G, sample['img'], c, w_avg, refine_steps, lr=lr, optimizer=optimizer)
+        _, h_reg = optimize_w(G, sample['img'], c, out['w'], refine_steps, lr=lr, optimizer=optimizer)
+        base, same, ref = best_so_far(h_base), best_so_far(h_same), best_so_far(h_reg)
         goal = float(base[-1])
         hit = next((k for k, v in enumerate(ref) if v >= goal), None)
         rows.append(dict(seed=sample['seed'], baseline_final=goal, baseline_s=h_base[-1]['seconds'],
-                         regressor_start=float(ref[0]), refined_final=float(ref[-1]), refine_s=h_reg[-1]['seconds'],
-                         steps_to_baseline=hit, meets_target=hit is not None))
-        curves.append(dict(seed=sample['seed'], from_w_avg=[float(v) for v in base], from_regressor=[float(v) for v in ref]))
-        print(f'seed {sample["seed"]}: baseline {goal:.2f} dB after {baseline_steps} steps; from the regressor '
-              f'{ref[0]:.2f} -> {ref[-1]:.2f} dB in {refine_steps}, reaching the baseline at step {hit}', flush=True)
+                         same_final=float(same[-1]), regressor_start=float(ref[0]), refined_final=float(ref[-1]),
+                         refine_s=h_reg[-1]['seconds'], steps_to_baseline=hit, meets_target=hit is not None,
+                         jitter_floor=common.jitter_floor(G, sample)))
+        curves.append(dict(seed=sample['seed'], from_w_avg=[float(v) for v in base],
+                           from_w_avg_same=[float(v) for v in same], from_regressor=[float(v) for v in ref]))
+        print(f'seed {sample["seed"]}: baseline ({baseline_optimizer}) {goal:.2f} dB after {baseline_steps} steps; '
+              f'from the regressor ({optimizer}) {ref[0]:.2f} -> {ref[-1]:.2f} dB in {refine_steps}, reaching the '
+              f'baseline at step {hit}; from w_avg ({optimizer}) {same[-1]:.2f} dB in {refine_steps}', flush=True)
 
     # PSNR (mean over images) at a few step counts, both starts side by side.
     steps = [k for k in CHECKPOINTS if k <= max(baseline_steps, refine_steps)]
     curve_rows = []
     for k in steps:
         row = dict(step=k)
-        for name, key in [('from_w_avg', 'from_w_avg'), ('from_regressor', 'from_regressor')]:
+        for name, key in [('from_w_avg', 'from_w_avg'), ('from_w_avg_same', 'from_w_avg_same'),
+                          ('from_regressor', 'from_regressor')]:
             vals = [c[key][k] for c in curves if k < len(c[key])]
             row[name] = float(np.mean(vals)) if len(vals) == len(curves) else None
         curve_rows.append(row)
     print()
-    print(common.table(curve_rows, [('step', 'step'), ('from_w_avg', 'PSNR from w_avg'),
-                                    ('from_regressor', 'PSNR from regressor')]))
+    print(common.table(curve_rows, [('step', 'step'), ('from_w_avg', f'PSNR from w_avg ({baseline_optimizer})'),
+                                    ('from_w_avg_same', f'from w_avg ({optimizer})'),
+                                    ('from_regressor', f'from regressor ({optimizer})')]))
     print()
-    print(common.table(rows, [('seed', 'seed'), ('baseline_final', f'baseline@{baseline_steps}'),
+    print(common.table(rows, [('seed', 'seed'), ('jitter_floor', 'jitter floor'),
+                              ('baseline_final', f'baseline@{baseline_steps}'),
+                              ('same_final', f'w_avg@{refine_steps} ({optimizer})'),
                               ('regressor_start', 'regressor@0'), ('refined_final', f'regressor@{refine_steps}'),
                               ('steps_to_baseline', 'steps to baseline'),
                               ('meets_target', f'within {refine_steps}')]))
     path = common.save('refine', dict(benchmark='refine', machine=common.machine(device), network=str(pkl),
-                                      regressor=str(reg), lr=lr, baseline_steps=baseline_steps,
+                                      regressor=str(reg), lr=lr, optimizer=optimizer,
+                                      baseline_optimizer=baseline_optimizer, baseline_steps=baseline_steps,
                                       refine_steps=refine_steps, quick=quick,
                                       target=f'from the regressor, reach the {baseline_steps}-step baseline PSNR '
                                              f'within {refine_steps} steps',

@@ -17,7 +17,7 @@ from . import metrics as M
 from . import render
 from .errors import UserError, extra_available
 from .io import atomic_path, image_grid, save_image, to_uint8
-from .options import device_option, eg3d_option, parse_range
+from .options import device_option, eg3d_option, parse_range, refine_options
 
 DEFAULT_SEEDS = '1000-1063'
 
@@ -41,11 +41,12 @@ def _image_metrics(row, target, images):
         row['ssim' + suffix] = M.ssim(target, img)
 
 
-def evaluate_synthetic(G, inverter, seeds, refine_steps=0, refine_lr=0.01, w_std=None, grid_rows=8):
+def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8):
     """Held-out synthetic pairs (training/data.py's sampler with plain seeds, which training never
     draws): returns (rows, grid images). The regressor's render is at the predicted pose; the
     baseline is w_avg at the same (predicted) pose and, for the pose error, the frontal pose; depth
-    errors compare renders at the true pose with the generator's own depth of the true w."""
+    errors compare renders at the true pose with the generator's own depth of the true w.
+    refine: reconstruct's refine_* keyword arguments."""
     from .gen_from_image import reconstruct
     from .optimize import w_avg_init
     from .training.data import PairSampler
@@ -56,7 +57,7 @@ def evaluate_synthetic(G, inverter, seeds, refine_steps=0, refine_lr=0.01, w_std
     for seed in tqdm(seeds, desc='synthetic', unit='img', disable=None):
         s = sampler.sample_seeds([seed])
         img = to_uint8(s['img'])[0]  # as it would be read from a file
-        rec = reconstruct(G, inverter, img, refine_steps=refine_steps, refine_lr=refine_lr)
+        rec = reconstruct(G, inverter, img, **refine)
         (recon, _), render_s = _timed(_render, G, rec['w_regressor'], rec['c_pred'])
         base, _ = _render(G, w_avg, rec['c_pred'])
         _, depth_true = _render(G, s['w'], s['c'])
@@ -66,7 +67,7 @@ def evaluate_synthetic(G, inverter, seeds, refine_steps=0, refine_lr=0.01, w_std
         images = {'': recon, '_baseline': base}
         methods = {'': rec['w_regressor'], '_baseline': w_avg}
         depths = {'': depth_reg, '_baseline': depth_base}
-        if refine_steps:
+        if rec['history'] is not None:
             images['_refined'], _ = _render(G, rec['w'], rec['c_pred'])
             methods['_refined'] = rec['w']
             _, depths['_refined'] = _render(G, rec['w'], s['c'])
@@ -83,11 +84,11 @@ def evaluate_synthetic(G, inverter, seeds, refine_steps=0, refine_lr=0.01, w_std
             row[k + '_baseline'] = float(v[0])
         rows.append(row)
         if len(grid) < grid_rows:
-            grid.append([img, recon, base] + ([images['_refined']] if refine_steps else []))
+            grid.append([img, recon, base] + ([images['_refined']] if rec['history'] is not None else []))
     return rows, grid
 
 
-def evaluate_real(G, inverter, paths, align=True, refine_steps=0, refine_lr=0.01, grid_rows=8):
+def evaluate_real(G, inverter, paths, align, refine, grid_rows=8):
     """Real photos: PSNR/SSIM of the re-render (at the predicted pose) against the aligned input,
     and identity similarity of dlib face embeddings; baseline w_avg at the same pose. Returns
     (rows, grid images, failures)."""
@@ -105,12 +106,12 @@ def evaluate_real(G, inverter, paths, align=True, refine_steps=0, refine_lr=0.01
         except UserError as e:
             failures.append(dict(name=path.name, reason=e.message))
             continue
-        rec = reconstruct(G, inverter, img, refine_steps=refine_steps, refine_lr=refine_lr)
+        rec = reconstruct(G, inverter, img, **refine)
         (recon, _), render_s = _timed(_render, G, rec['w_regressor'], rec['c_pred'])
         base, _ = _render(G, w_avg, rec['c_pred'])
         images = {'': recon, '_baseline': base}
         row = dict(set='real', name=path.name, regress_s=rec['seconds']['regress'], render_s=render_s)
-        if refine_steps:
+        if rec['history'] is not None:
             images['_refined'], _ = _render(G, rec['w'], rec['c_pred'])
             row['refine_s'] = rec['seconds']['refine']
         _image_metrics(row, img, images)
@@ -124,7 +125,7 @@ def evaluate_real(G, inverter, paths, align=True, refine_steps=0, refine_lr=0.01
                 row['id_dist' + suffix] = M.embedding_distance(e_in, e)
         rows.append(row)
         if len(grid) < grid_rows:
-            grid.append([img, recon, base] + ([images['_refined']] if refine_steps else []))
+            grid.append([img, recon, base] + ([images['_refined']] if rec['history'] is not None else []))
     return rows, grid, failures
 
 
@@ -183,15 +184,13 @@ def _jsonable(x):
 @click.option('--no-align', is_flag=True, help='The photos are already EG3D-style crops')
 @click.option('--outdir', default=None, metavar='DIR',
               help='Where to write metrics.json, metrics.csv, grid.png  [default: beside the regressor, eval-<name>]')
-@click.option('--refine-steps', type=click.IntRange(min=0), default=0, show_default=True,
-              help='Also measure w refined by N optimisation steps')
-@click.option('--refine-lr', type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@refine_options('Also measure w refined by N optimisation steps')
 @click.option('--grid-rows', type=click.IntRange(min=0), default=8, show_default=True, help='Rows per set in grid.png')
 @click.option('--reload-modules', is_flag=True, help='Rebuild the generator from the checkout\'s code')
 @eg3d_option
 @device_option
-def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outdir, refine_steps, refine_lr,
-                 grid_rows, reload_modules, eg3d, device):
+def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outdir, refine_steps, refine_optimizer,
+                 refine_lr, grid_rows, reload_modules, eg3d, device):
     """Evaluate a regressor against the mean-w baseline.
 
     \b
@@ -234,14 +233,15 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     inverter = Inverter(G, regressor_path, device=device)
     w_std = inverter.predictor.w_stats['scale']
 
+    refine = dict(refine_steps=refine_steps, refine_optimizer=refine_optimizer, refine_lr=refine_lr)
     rows, grid, failures, report = [], [], [], {}
     if seed_list:
-        r, g = evaluate_synthetic(G, inverter, seed_list, refine_steps, refine_lr, w_std, grid_rows)
+        r, g = evaluate_synthetic(G, inverter, seed_list, refine, w_std, grid_rows)
         rows += r
         grid += g
         report['synthetic'] = dict(count=len(r), seeds=seeds or DEFAULT_SEEDS, metrics=summarise(r))
     if paths:
-        r, g, failures = evaluate_real(G, inverter, paths, not no_align, refine_steps, refine_lr, grid_rows)
+        r, g, failures = evaluate_real(G, inverter, paths, not no_align, refine, grid_rows)
         rows += r
         grid += g
         report['real'] = dict(count=len(r), images=str(images_spec), metrics=summarise(r) if r else {},
@@ -252,7 +252,8 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     report = dict(network=str(network_pkl), regressor=str(regressor_path), device=str(device),
-                  refine_steps=refine_steps, baseline='w_avg (in every W+ level) at the same camera; '
+                  refine_steps=refine_steps, refine_optimizer=refine_optimizer if refine_steps else None,
+                  baseline='w_avg (in every W+ level) at the same camera; '
                   'frontal pose for the pose error', columns='grid.png: input | regressor | baseline'
                   + (' | refined' if refine_steps else ''), **report)
     with atomic_path(outdir / 'metrics.json') as tmp:

@@ -17,7 +17,7 @@ from . import eg3d as eg3d_bridge
 from . import render
 from .errors import UserError
 from .io import atomic_dir, check_outdir, image_grid, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option, shape_options
+from .options import device_option, eg3d_option, refine_options, shape_options
 
 #----------------------------------------------------------------------------
 
@@ -51,7 +51,7 @@ def render_uint8(G, w, c):
 #----------------------------------------------------------------------------
 
 def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_steps=0, refine_lr=0.01,
-                perceptual=None):
+                perceptual=None, refine_optimizer='lbfgs'):
     """One aligned image (uint8 [R,R,3], R = G.img_resolution) -> dict of tensors and timings:
     w_regressor, w (final: refined when refine_steps > 0), yaw, pitch (predicted), c_pred (the
     predicted camera, where the refinement compares with the input), c (the camera to render at),
@@ -69,7 +69,7 @@ def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_s
         t0 = time.perf_counter()
         result['w'], result['history'] = optimize_w(G, img, c_pred, w, refine_steps, lr=refine_lr,
                                                     perceptual=perceptual, progress=sys.stderr.isatty(),
-                                                    desc='refine')
+                                                    desc='refine', optimizer=refine_optimizer)
         seconds['refine'] = time.perf_counter() - t0
     result['seconds'] = seconds
     return result
@@ -130,18 +130,15 @@ def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, sha
 @shape_options('the shape (density volume or mesh)')
 @click.option('--video', is_flag=True, help='Also write an orbit video orbit.mp4 (needs the "video" extra)')
 @click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True, help='Frames of the orbit video')
-@click.option('--refine-steps', type=click.IntRange(min=0), default=0, show_default=True,
-              help='Optimise w for N steps from the prediction; the refined w becomes the main output')
-@click.option('--refine-lr', type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
-              help='Learning rate of the refinement')
+@refine_options('Optimise w for N steps (renders) from the prediction; the refined w becomes the main output')
 @click.option('--perceptual', default=None, metavar='lpips|VGG16',
               help='Perceptual term for the refinement: "lpips" or a path/URL to StyleGAN\'s vgg16.pt  [default: none]')
 @click.option('--reload-modules', is_flag=True, help='Rebuild the generator from the checkout\'s code')
 @eg3d_option
 @device_option
 def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, pose_spec, truncation_psi, views,
-        shapes, shape_res, shape_format, video, video_frames, refine_steps, refine_lr, perceptual, reload_modules,
-        eg3d, device):
+        shapes, shape_res, shape_format, video, video_frames, refine_steps, refine_optimizer, refine_lr, perceptual,
+        reload_modules, eg3d, device):
     """Reconstruct faces in 3D from images: regress EG3D's w and the camera pose, then render.
 
     For each image, writes OUTDIR/<image name>/: input.png (the aligned crop), reconstruction.png
@@ -152,7 +149,8 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
     --shapes shape.mrc or shape.ply, with --video orbit.mp4. reconstruction.png is exactly
     EG3D's G.synthesis(w, c, noise_mode='const') after torch.manual_seed(0).
 
-    With --refine-steps N the regressed w is refined by W+ optimisation at the predicted camera;
+    With --refine-steps N the regressed w is refined by W+ optimisation at the predicted camera
+    (L-BFGS by default: N renders with gradients, each line-search trial counted);
     the refined w is then the main output (w.npy, reconstruction.png, views, depth, shape, video),
     the regressor's own prediction is kept as w_regressor.npy and reconstruction_regressor.png,
     comparison.png shows input | regressor | refined, and refine.json the PSNR of every step.
@@ -196,14 +194,15 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
     names = output_names(paths)
     failures = []
     meta = dict(network=str(network_pkl), regressor=str(regressor_path), pose_option=pose_spec,
-                truncation_psi=truncation_psi, refine_steps=refine_steps)
+                truncation_psi=truncation_psi, refine_steps=refine_steps,
+                refine_optimizer=refine_optimizer if refine_steps else None)
     for path, name in zip(tqdm(paths, desc='images', unit='img', disable=None), names):
         try:
             t0 = time.perf_counter()
             img, face = load_input(path, align=not no_align, face_index=face_index, size=G.img_resolution)
             load_s = time.perf_counter() - t0
             rec = reconstruct(G, inverter, img, pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps,
-                              refine_lr=refine_lr, perceptual=perceptual)
+                              refine_lr=refine_lr, perceptual=perceptual, refine_optimizer=refine_optimizer)
             rec['seconds'] = dict(load=load_s, **rec['seconds'])
             with atomic_dir(Path(outdir) / name) as tmp:
                 write_outputs(tmp, G, img, rec, views=views, shapes=shapes, shape_res=shape_res,

@@ -102,21 +102,37 @@ def saturate(img):
     return img + (img.clamp(-1, 1) - img).detach()
 
 
+OPTIMIZERS = ('adam', 'lbfgs')
+
+
+class _Budget(Exception):
+    """Raised inside L-BFGS's closure once its evaluations are spent (its line search would overrun)."""
+
+
 def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual_weight=1.0, raw_weight=0.0,
-               callback=None, seed=0, keep_best=True, progress=False, desc='optimise w'):
+               callback=None, seed=0, keep_best=True, progress=False, desc='optimise w', optimizer='adam'):
     """Optimise W+ codes so that G renders `target` at camera `c`; the camera stays fixed.
 
     G: EG3D generator (its parameters are not changed). target: uint8 HWC array or [N,3,H,W] in
-    [-1,1]. c: [N,25] camera labels. w_init: [N,num_ws,w_dim]. steps: Adam steps (0 only evaluates
-    w_init). perceptual: None, a loaded perceptual function (see load_perceptual) or a spec for it.
-    callback(step, w, record) is called after every evaluation; returning True stops early.
-    keep_best: return, per sample, the evaluated w with the lowest loss (never worse than w_init);
-    else the last one.
+    [-1,1]. c: [N,25] camera labels. w_init: [N,num_ws,w_dim]. steps: renders with gradients
+    (0 only evaluates w_init). perceptual: None, a loaded perceptual function (see load_perceptual)
+    or a spec for it. callback(step, w, record) is called after every evaluation; returning True
+    stops early. keep_best: return, per sample, the evaluated w with the lowest loss (never worse
+    than w_init); else the last one.
 
-    Returns (w [N,num_ws,w_dim] detached, history): history[k] describes the w after k steps:
-    dict(step, loss, psnr (dB, mean over samples; of the rendered image clamped to [-1, 1], as
-    saved), seconds (since start)).
+    optimizer: 'adam' (lr, with the ramps of StyleGAN's projector), or 'lbfgs': L-BFGS with a
+    strong-Wolfe line search (lr is not used; each line-search trial is one evaluation, so a step
+    costs what an Adam step costs; the loss is scaled by its starting value, so the first step's
+    length does not depend on how far off the start is). The rendering seed is fixed, so the loss
+    is deterministic, which L-BFGS needs. With 'lbfgs' the best evaluated w is always returned
+    (the last one may be a rejected line-search trial).
+
+    Returns (w [N,num_ws,w_dim] detached, history): history[k] describes the w of the k-th
+    evaluation: dict(step, loss, psnr (dB, mean over samples; of the rendered image clamped to
+    [-1, 1], as saved), seconds (since start)).
     """
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f'unknown optimizer {optimizer!r}; choose from {", ".join(OPTIMIZERS)}')
     device = w_init.device
     target = target_tensor(target, G.img_resolution, device)
     c = c.to(device)
@@ -126,15 +142,15 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
     target_raw = F.interpolate(target, size=(nr, nr), mode='area')
 
     w = w_init.detach().clone().float().requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
     best_w = w.detach().clone()
     best_loss = torch.full((len(w),), math.inf, device=device)
     history = []
     t0 = time.perf_counter()
-    bar = tqdm(range(steps + 1), desc=desc, unit='step', disable=not progress, leave=False)
-    for step in bar:
-        last = step == steps
-        out = _render.render(G, w if not last else w.detach(), c, seed=seed, grad=not last)
+    bar = tqdm(total=steps + 1, desc=desc, unit='step', disable=not progress, leave=False)
+
+    def evaluate(grad):
+        """Loss per sample of the current w; records it and keeps the best. True: stop here."""
+        out = _render.render(G, w if grad else w.detach(), c, seed=seed, grad=grad)
         img, raw = saturate(out['image']), saturate(out['image_raw'])
         loss = (img - target).square().flatten(1).mean(1)
         if raw_weight:
@@ -143,24 +159,56 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
             loss = loss + perceptual_weight * perceptual(img, target)
         with torch.no_grad():
             better = loss.detach() < best_loss
-            best_loss = torch.where(better, loss.detach(), best_loss)
+            best_loss.copy_(torch.where(better, loss.detach(), best_loss))
             best_w[better] = w.detach()[better]
-        record = dict(step=step, loss=float(loss.detach().mean()), psnr=float(psnr_tensor(img, target).mean()),
-                      seconds=time.perf_counter() - t0)
+        record = dict(step=len(history), loss=float(loss.detach().mean()),
+                      psnr=float(psnr_tensor(img.detach(), target).mean()), seconds=time.perf_counter() - t0)
         history.append(record)
+        bar.update(1)
         bar.set_postfix(psnr=f'{record["psnr"]:.2f}')
-        stop = callback is not None and callback(step, w.detach(), record)
-        if last or stop:
-            break
-        # StyleGAN projector's schedule: short linear warm-up, cosine ramp-down over the last quarter.
-        t = step / max(steps, 1)
-        ramp = min(1.0, (1 - t) / 0.25)
-        ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, (step + 1) / (0.05 * steps))
-        for group in opt.param_groups:
-            group['lr'] = lr * ramp
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
+        stop = callback is not None and callback(record['step'], w.detach(), record)
+        return loss, bool(stop)
+
+    if optimizer == 'adam':
+        opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
+        for step in range(steps + 1):
+            last = step == steps
+            loss, stop = evaluate(grad=not last)
+            if last or stop:
+                break
+            # StyleGAN projector's schedule: short linear warm-up, cosine ramp-down over the last quarter.
+            t = step / max(steps, 1)
+            ramp = min(1.0, (1 - t) / 0.25)
+            ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, (step + 1) / (0.05 * steps))
+            for group in opt.param_groups:
+                group['lr'] = lr * ramp
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+    elif steps == 0:
+        evaluate(grad=False)
+    else:
+        opt = torch.optim.LBFGS([w], lr=1, max_iter=steps, max_eval=steps + 1, history_size=100,
+                                tolerance_grad=0, tolerance_change=0, line_search_fn='strong_wolfe')
+        scale = []
+
+        def closure():
+            if len(history) > steps:
+                raise _Budget
+            loss, stop = evaluate(grad=True)
+            if stop:
+                raise _Budget
+            total = loss.sum()
+            scale.append(scale[0] if scale else max(float(total.detach()), 1e-12))
+            opt.zero_grad(set_to_none=True)
+            (total / scale[0]).backward()
+            return total.detach() / scale[0]
+        try:
+            opt.step(closure)  # returns early only when the loss stops decreasing
+        except _Budget:
+            pass
+        keep_best = True
+    bar.close()
     return (best_w if keep_best else w.detach()), history
 
 

@@ -73,3 +73,17 @@ def video_options(what):
                          help='Frames of the video')(f)
         return click.option('--video', is_flag=True, help=f'Also write {what} (needs the "video" extra)')(f)
     return deco
+
+
+def refine_options(help_steps):
+    """--refine-steps, --refine-optimizer, --refine-lr: W+ optimisation after the regressor (optimize.py),
+    for gen and eval."""
+    def deco(f):
+        f = click.option('--refine-lr', type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+                         help='Learning rate of the refinement (adam)')(f)
+        f = click.option('--refine-optimizer', type=click.Choice(['lbfgs', 'adam']), default='lbfgs',
+                         show_default=True,
+                         help='lbfgs: L-BFGS with line search; adam: Adam with StyleGAN projector\'s ramps')(f)
+        return click.option('--refine-steps', type=click.IntRange(min=0), default=0, show_default=True,
+                            help=help_steps)(f)
+    return deco

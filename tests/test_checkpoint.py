@@ -183,6 +183,21 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     assert 'latent statistics' in _user_error(load_regressor, path)
 
 
+def test_checkpoint_without_input_statistics_loads_as_identity(tmp_path):
+    # Checkpoints written before the networks standardised their input.
+    model = _model('psp')
+    model.set_input_stats(torch.rand(8, 3, *model.input_mean.shape[-2:]))
+    path = tmp_path / 'a.pt'
+    save_checkpoint(path, model, _stats(), FAKE_GENERATOR)
+    ckpt = load_checkpoint(path)
+    assert torch.equal(build_from_checkpoint(ckpt).input_mean, model.input_mean)
+    for key in ('input_mean', 'input_std'):
+        del ckpt['state_dict'][key]
+    old = build_from_checkpoint(ckpt)
+    assert torch.all(old.input_mean == 0) and torch.all(old.input_std == 1)
+    assert torch.equal(old.state_dict()['stem.0.weight'], model.state_dict()['stem.0.weight'])
+
+
 def test_predictor_resizes_and_denormalises(tmp_path):
     model = _model('unet')
     _train_step(model)

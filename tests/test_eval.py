@@ -101,6 +101,7 @@ def test_eval_photos_and_refinement(tmp_path, tiny_pkl, tiny_regressor):
     assert 'notes.jpg' in r.stderr and 'not an image' in r.stderr
     report = json.loads((out / 'metrics.json').read_text())
     real = report['real']
+    assert report['refine_steps'] == 2 and report['refine_optimizer'] == 'lbfgs'
     assert real['count'] == 1 and real['failures'][0]['name'] == 'notes.jpg'
     for key in ['psnr', 'ssim']:
         for suffix in ['', '_baseline', '_refined']:

@@ -156,11 +156,13 @@ def test_ply_frontal_pose_and_trunc(tmp_path, gen_run, tiny_pkl, tiny_regressor,
     assert np.allclose(np.load(d / 'w.npy'), w_avg + 0.5 * (w_full - w_avg), atol=1e-5)
 
 
-def test_refine_lowers_the_image_error(tmp_path, tiny_pkl, tiny_regressor, renders):
+@pytest.mark.parametrize('optimizer', ['lbfgs', 'adam'])
+def test_refine_lowers_the_image_error(tmp_path, tiny_pkl, tiny_regressor, renders, optimizer):
     from eg3d_regressor_plugin.metrics import psnr
     out = tmp_path / 'out'
     r = gen_inprocess('--network', tiny_pkl, '--regressor', tiny_regressor, '--image', renders / 'face1.png',
-                      '--no-align', '--outdir', out, '--views', 0, '--refine-steps', 6, '--refine-lr', 0.01)
+                      '--no-align', '--outdir', out, '--views', 0, '--refine-steps', 6, '--refine-lr', 0.01,
+                      '--refine-optimizer', optimizer)
     assert r.exit_code == 0, r.output + repr(r.exception)
     d = out / 'face1'
     target = read(d / 'input.png')

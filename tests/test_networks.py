@@ -146,3 +146,27 @@ def test_resize_input():
     assert torch.allclose(networks.resize_input(torch.full((1, 3, 100, 100), 0.5), 64), torch.tensor(0.5))
     checker = (torch.arange(128)[:, None] + torch.arange(128)[None]) % 2 * 2.0 - 1
     assert networks.resize_input(checker.expand(1, 3, 128, 128), 32).abs().max() < 0.05
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_input_standardisation(arch):
+    torch.manual_seed(0)
+    model = build_regressor(arch, num_ws=4, w_dim=16, input_resolution=32, **SMALL[arch]).eval()
+    x = _images(3, 32)
+    with torch.no_grad():  # identity until set
+        assert torch.equal(model(x)['w'], model._predict(x)[0])
+    train = _images(64, 32, seed=1) * 0.2 + 0.3
+    train[:, :, :4] = 0.5  # rows that never vary in training
+    model.set_input_stats(train)
+    mean, std = train.mean(0, keepdim=True), train.std(0, keepdim=True)
+    assert torch.allclose(model.input_mean, mean)
+    floor = 0.1 * float(std.mean())
+    assert torch.allclose(model.input_std[:, :, 4:], std[:, :, 4:]) and torch.all(model.input_std[:, :, :4] == floor)
+    with torch.no_grad():
+        assert torch.allclose(model(x)['w'], model._predict((x - mean) / model.input_std)[0], atol=1e-6)
+    # The statistics are part of the state dict, so checkpoints carry them.
+    rebuilt = build_regressor(**model.config)
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.input_mean, model.input_mean) and torch.equal(rebuilt.input_std, model.input_std)
+    with pytest.raises(ValueError, match='set_input_stats'):
+        model.set_input_stats(_images(4, 16))

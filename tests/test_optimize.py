@@ -83,3 +83,26 @@ def test_perceptual_specs(tmp_path):
     except ImportError:
         with pytest.raises(UserError, match='not available'):
             load_perceptual('lpips', 'cpu')
+
+
+def test_lbfgs_keeps_to_its_budget_and_beats_adam(tiny_G, problem):
+    from eg3d_regressor_plugin import render
+    from eg3d_regressor_plugin.metrics import psnr_tensor
+    from eg3d_regressor_plugin.optimize import optimize_w, w_avg_init
+    w0 = w_avg_init(tiny_G)
+    _, adam = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=8)
+    w, hist = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=8, optimizer='lbfgs')
+    # Every line-search trial counts: exactly steps + 1 renders, as Adam makes.
+    assert [h['step'] for h in hist] == list(range(9)) and len(adam) == 9
+    assert hist[0]['psnr'] == pytest.approx(adam[0]['psnr'])
+    assert max(h['psnr'] for h in hist) > max(h['psnr'] for h in adam) + 1.0
+    img = render.render(tiny_G, w, problem['c'])['image'].clamp(-1, 1)
+    assert float(psnr_tensor(img, problem['target'])) == pytest.approx(max(h['psnr'] for h in hist), abs=1e-3)
+    # A callback stops it too; zero steps only evaluates the start.
+    _, early = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=8, optimizer='lbfgs',
+                          callback=lambda step, w, record: step == 3)
+    assert len(early) == 4
+    w_zero, zero = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=0, optimizer='lbfgs')
+    assert len(zero) == 1 and torch.equal(w_zero, w0)
+    with pytest.raises(UserError, match='unknown optimizer'):
+        optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=1, optimizer='sgd')

@@ -56,6 +56,11 @@ def test_train_run_folder_and_snapshot(tmp_path, tiny_pkl, tiny_G):
     assert 'tick 2' in (run / 'log.txt').read_text()
     ckpt = torch.load(run / 'regressor-snapshot-000000.pt', weights_only=True)
     assert ckpt['state']['cur_nimg'] == 8 and ckpt['arch'] == 'unet'
+    # The network standardises its input with 64 images rendered for it, the same on every rank.
+    from eg3d_regressor_plugin.training.data import PairSampler
+    imgs = PairSampler(tiny_G, 32).sample(loop.RenderSource.STAT_IMAGES, 0, loop.INPUT_STATS_KEY)['img']
+    assert torch.allclose(ckpt['state_dict']['input_mean'][0], imgs.mean(0), atol=1e-5)
+    assert 'Input statistics from 64 training images' in (run / 'log.txt').read_text()
     pred = checkpoint.load_regressor(run / 'regressor-snapshot-000000.pt', G=tiny_G)
     w, pose = pred(torch.zeros(1, 3, 64, 64))
     assert w.shape == (1, 14, 512) and pose.shape == (1, 2)
@@ -88,7 +93,15 @@ def test_train_from_a_dataset_zip(tmp_path, tiny_pkl, tiny_G):
     loop.training_loop(run, tiny_pkl, kimg=0.012, data_zip=zip_path, workers=0, **FAST)  # 3 steps: one epoch wraps
     stats = [json.loads(l) for l in (run / 'stats.jsonl').read_text().splitlines()]
     assert stats[-1]['Progress/nimg'] == 12 and stats[-1]['Progress/rendered_this_session'] == 0
-    assert torch.load(run / 'regressor-snapshot-000000.pt', weights_only=True)['state']['step'] == 3
+    snap = torch.load(run / 'regressor-snapshot-000000.pt', weights_only=True)
+    assert snap['state']['step'] == 3
+    # Input statistics from the dataset's images (all 4 of them here).
+    from eg3d_regressor_plugin.training.data import PairDataset
+    ds = PairDataset(zip_path)
+    imgs = torch.stack([ds[i]['img'] for i in range(4)])
+    assert torch.allclose(snap['state_dict']['input_mean'][0], imgs.mean(0), atol=1e-6)
+    assert torch.allclose(snap['state_dict']['input_std'][0], imgs.std(0).clamp_min(0.1 * float(imgs.std(0).mean())),
+                          atol=1e-6)
 
 
 @pytest.mark.eg3d

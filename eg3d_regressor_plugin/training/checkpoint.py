@@ -201,8 +201,11 @@ def build_from_checkpoint(ckpt, path=None):
     """The network of a loaded checkpoint, with its weights, in eval mode on the CPU."""
     where = f'regressor checkpoint {path}' if path else 'the regressor checkpoint'
     model = build_regressor(**ckpt['config'])
+    state = dict(ckpt['state_dict'])
+    for key in ('input_mean', 'input_std'):  # checkpoints from before input standardisation: identity
+        state.setdefault(key, getattr(model, key))
     try:
-        model.load_state_dict(ckpt['state_dict'], strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise UserError(f'{where} does not match its own architecture ({_first_line(e)})') from None
     return model.eval()

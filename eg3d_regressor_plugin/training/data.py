@@ -144,8 +144,9 @@ class PairSampler:
                 imgs.append(resize_input(img.clamp(-1, 1), resolution).clamp(-1, 1))
         return torch.cat(imgs)
 
-    def sample_seeds(self, seeds, resolution=None):
-        """dict(img [N,3,R,R], w [N,num_ws,w_dim], pose [N,2] (yaw, pitch), c [N,25]), on G's device."""
+    def sample_seeds(self, seeds, resolution=None, render_seed=None):
+        """dict(img [N,3,R,R], w [N,num_ws,w_dim], pose [N,2] (yaw, pitch), c [N,25]), on G's device.
+        render_seed: the seed of EG3D's random ray sampling (default: the first sample seed)."""
         seeds = [int(s) for s in seeds]
         d = self.draw(seeds)
         dev = self.device
@@ -153,7 +154,7 @@ class PairSampler:
             c = cameras.pose_to_label(d['pose'][:, 0], d['pose'][:, 1], device=dev)
             c_cond = cameras.pose_to_label(d['cond_pose'][:, 0], d['cond_pose'][:, 1], device=dev)
         w = self.codes(d['z'].to(dev), d['psi'].to(dev), c_cond)
-        img = self.render(w, c, render_seed=seeds[0], resolution=resolution)
+        img = self.render(w, c, render_seed=seeds[0] if render_seed is None else render_seed, resolution=resolution)
         return dict(img=img, w=w, pose=d['pose'].to(dev), c=c)
 
     def sample(self, n, *keys):

@@ -8,6 +8,12 @@ takes `[N, 3, R, R]` images in [-1, 1] (R = `input_resolution`) and returns
                                  (checkpoint.denormalize_w turns it into real codes),
      'pose': [N, 2]              yaw, pitch in radians (cameras.py's convention)}
 
+Every network first standardises its input per pixel with the mean and standard deviation of
+its training images (buffers `input_mean`, `input_std`, set by `set_input_stats` when training
+starts, kept in the state dict; identity before). The images of one generator differ from its
+mean face by little, and a network sees those differences far better centred and scaled: the
+pSp encoder learned ~2x faster on the tiny preset (the issue notes hold the ablation).
+
 The last w layer starts near zero, so an untrained network predicts w_avg: the mean-w baseline.
 `build_regressor(**model.config)` rebuilds the same architecture; checkpoints store that config.
 """
@@ -111,13 +117,29 @@ class Regressor(nn.Module):
         # Everything build_regressor needs to rebuild this network; subclasses add their options.
         self.config = dict(arch=self.arch, num_ws=self.num_ws, w_dim=self.w_dim,
                            input_resolution=self.input_resolution, single_w=self.single_w)
+        R = self.input_resolution
+        self.register_buffer('input_mean', torch.zeros(1, 3, R, R))
+        self.register_buffer('input_std', torch.ones(1, 3, R, R))
+
+    @torch.no_grad()
+    def set_input_stats(self, images):
+        """Standardise inputs with the per-pixel mean and std of `images` [N, 3, R, R] in [-1, 1].
+        The std is kept above a tenth of its mean, so that pixels that hardly vary in training
+        (and may in a photo) are not blown up."""
+        images = images.detach().to(self.input_mean)
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_mean.shape[1:]) or len(images) < 2:
+            raise ValueError(f'set_input_stats takes [N >= 2, 3, R, R] images at the input resolution, '
+                             f'got {list(images.shape)}')
+        std = images.std(dim=0, keepdim=True)
+        self.input_mean.copy_(images.mean(dim=0, keepdim=True))
+        self.input_std.copy_(std.clamp_min(0.1 * float(std.mean())).clamp_min(1e-6))
 
     def forward(self, img):
         R = self.input_resolution
         if img.ndim != 4 or img.shape[1] != 3 or tuple(img.shape[-2:]) != (R, R):
             raise ValueError(f'the {self.arch} regressor takes [N, 3, {R}, {R}] images, got {list(img.shape)} '
                              f'(resize with networks.resize_input)')
-        w, pose = self._predict(img)
+        w, pose = self._predict((img - self.input_mean) / self.input_std)
         if self.single_w:
             w = w.repeat(1, self.num_ws, 1)  # W space: one w for every level
         return {'w': w, 'pose': pose}

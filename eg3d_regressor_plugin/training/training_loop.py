@@ -33,6 +33,7 @@ from ..io import atomic_path, image_grid, save_image, to_uint8
 from . import checkpoint, data, networks
 from .loss import RegressorLoss
 
+INPUT_STATS_KEY = 0x57a7  # sample-seed key of the rendered input-statistics images (training's keys differ)
 SNAPSHOT_RE = re.compile(r'^regressor-snapshot-(\d+)\.pt$')
 RUN_RE = re.compile(r'^(\d+)-([a-z]+)-')
 
@@ -161,6 +162,12 @@ class RenderSource:
         self.pool = {}  # group index (the step that rendered it) -> batch dict
         self.rendered = 0
 
+    STAT_IMAGES = 64  # rendered once at the start for the input statistics
+
+    def stat_images(self):
+        """Images for the network's input statistics: the same on every rank."""
+        return self.sampler.sample(self.STAT_IMAGES, self.seed, INPUT_STATS_KEY)['img']
+
     def _group(self, g):
         # Groups before step 0 fill the initial pool; the flag keeps their seeds apart.
         return self.sampler.sample(self.fresh, self.seed, self.rank, int(g < 0), abs(g))
@@ -190,9 +197,10 @@ class DatasetSource:
     DataLoader workers. Both give the same batches."""
 
     PRELOAD_BYTES = 1 << 30
+    STAT_IMAGES = 1024  # the first ones of the dataset, for the input statistics
 
     def __init__(self, dataset, batch_gpu, seed, rank, world, device, resolution, start_step, workers=2):
-        self.device, self.resolution = device, resolution
+        self.dataset, self.device, self.resolution = dataset, device, resolution
         self.args = (batch_gpu, rank, world, len(dataset), seed)
         self.items = self.loader = None
         if dataset.nbytes() <= self.PRELOAD_BYTES:
@@ -213,6 +221,15 @@ class DatasetSource:
             b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
         b['img'] = networks.resize_input(b['img'], self.resolution)
         return b
+
+    def stat_images(self):
+        """Images for the network's input statistics: the same on every rank."""
+        n = min(len(self.dataset), self.STAT_IMAGES)
+        if self.items is not None:
+            img = data.uint8_to_float(self.items['img'][:n])
+        else:
+            img = torch.stack([self.dataset[i]['img'] for i in range(n)]).to(self.device)
+        return networks.resize_input(img, self.resolution)
 
 
 class _Steps:
@@ -378,9 +395,6 @@ def training_loop(
             log(f'Resuming from {resume} at {cur_nimg / 1000:g} kimg (tick {cur_tick}, step {step})')
         if not is_main or state is None:
             torch.manual_seed(data.derive_seed(seed, rank, step, 4))
-        ddp = model
-        if world > 1:
-            ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None)
         loss_fn = RegressorLoss(w_stats, G, w_weight=w_loss, pose_weight=pose_loss, img_weight=img_loss,
                                 lpips_weight=lpips_loss, pose_loss=pose_loss_type, img_res=img_res)
         sampler = data.PairSampler(G, input_res, trunc_range, cond_pose)
@@ -390,6 +404,14 @@ def training_loop(
             source = DatasetSource(dataset, batch_gpu, seed, rank, world, device, input_res, step, workers)
         else:
             source = RenderSource(sampler, batch_gpu, reuse, seed, rank)
+        if state is None:  # the same images on every rank; a resumed network has its statistics
+            t0 = time.time()
+            imgs = source.stat_images()
+            model.set_input_stats(imgs)
+            log(f'Input statistics from {len(imgs)} training images in {format_time(time.time() - t0)}')
+        ddp = model
+        if world > 1:
+            ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None)
         log(f'Regressor {model.arch}: {networks.count_params(model):,} parameters, input {input_res} px, '
             f'w {model.num_ws} x {model.w_dim}{" (single w)" if model.single_w else ""}; '
             f'generator {identity["img_resolution"]} px on {device}; {world} process{"es" if world > 1 else ""}, '
