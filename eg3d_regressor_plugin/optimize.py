@@ -6,9 +6,11 @@ The loss is the MSE of the rendered image (at the generator's output resolution,
 rendering at its own resolution, as EG3D renders by default) against the target, on the image
 clamped to [-1, 1] as saved (gradients pass straight through the clamp); optionally the MSE of
 the raw neural rendering against the target resized to it (raw_weight) and a perceptual (LPIPS)
-term. Adam, with the learning rate ramped up and down as in StyleGAN's projector. Rendering uses
-the same fixed seed as render.render, so the history's PSNR is the PSNR of what `render` later
-gives for the returned w.
+term. Optimisers: L-BFGS with a strong-Wolfe line search (gen's default: on the tiny preset it
+gets about as far in 50 renders as Adam in 500), or Adam with the learning rate ramped up and down
+as in StyleGAN's projector (what EG3D's projectors and PTI use). Rendering uses the same fixed
+seed as render.render, so the loss is deterministic (as L-BFGS needs) and the history's PSNR is
+the PSNR of what `render` later gives for the returned w.
 
 Perceptual distance: nothing that needs a download is used by default. `perceptual` takes
   - a path or URL to StyleGAN's LPIPS VGG16 (`vgg16.pt`, TorchScript, as in stylegan2-ada's
@@ -190,7 +192,7 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
     else:
         opt = torch.optim.LBFGS([w], lr=1, max_iter=steps, max_eval=steps + 1, history_size=100,
                                 tolerance_grad=0, tolerance_change=0, line_search_fn='strong_wolfe')
-        scale = []
+        loss_scale = []  # the starting loss
 
         def closure():
             if len(history) > steps:
@@ -199,10 +201,11 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
             if stop:
                 raise _Budget
             total = loss.sum()
-            scale.append(scale[0] if scale else max(float(total.detach()), 1e-12))
+            if not loss_scale:
+                loss_scale.append(max(float(total.detach()), 1e-12))
             opt.zero_grad(set_to_none=True)
-            (total / scale[0]).backward()
-            return total.detach() / scale[0]
+            (total / loss_scale[0]).backward()
+            return total.detach() / loss_scale[0]
         try:
             opt.step(closure)  # returns early only when the loss stops decreasing
         except _Budget:
