@@ -8,7 +8,6 @@ with --quick, so a smoke run never replaces a real result).
 
 import datetime
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -176,10 +175,7 @@ def measured(preset, network, regressor, train_kimg, train_pairs, device, quick,
     return device, G, pkl, reg
 
 
-RENDER_SEED = inspect.signature(rendering.render).parameters['seed'].default
-
-
-def jitter_floor(G, sample, seed=RENDER_SEED + 1):
+def jitter_floor(G, sample, seed=rendering.SEED + 1):
     """PSNR (dB) of the true w of a held_out sample rendered with another ray-sampling seed: what
     EG3D's random depth jitter alone costs."""
     from eg3d_regressor_plugin.io import to_uint8
@@ -202,7 +198,7 @@ def held_out(G, seeds):
     sampler = PairSampler(G, resolution=G.img_resolution)
     out = []
     for seed in seeds:
-        s = sampler.sample_seeds([seed], render_seed=RENDER_SEED)
+        s = sampler.sample_seeds([seed], render_seed=rendering.SEED)
         out.append(dict(seed=seed, img=to_uint8(s['img'])[0], w=s['w'], yaw=float(s['pose'][0, 0]),
                         pitch=float(s['pose'][0, 1]), c=s['c']))
     return out

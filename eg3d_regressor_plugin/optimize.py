@@ -112,7 +112,7 @@ class _Budget(Exception):
 
 
 def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual_weight=1.0, raw_weight=0.0,
-               callback=None, seed=0, keep_best=True, progress=False, desc='optimise w', optimizer='adam'):
+               callback=None, seed=_render.SEED, keep_best=True, progress=False, desc='optimise w', optimizer='adam'):
     """Optimise W+ codes so that G renders `target` at camera `c`; the camera stays fixed.
 
     G: EG3D generator (its parameters are not changed). target: uint8 HWC array or [N,3,H,W] in
@@ -171,7 +171,7 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
         stop = callback is not None and callback(record['step'], w.detach(), record)
         return loss, bool(stop)
 
-    if optimizer == 'adam':
+    if optimizer == 'adam' or steps == 0:  # 0 steps: only the evaluation of w_init
         opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
         for step in range(steps + 1):
             last = step == steps
@@ -187,8 +187,6 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-    elif steps == 0:
-        evaluate(grad=False)
     else:
         opt = torch.optim.LBFGS([w], lr=1, max_iter=steps, max_eval=steps + 1, history_size=100,
                                 tolerance_grad=0, tolerance_change=0, line_search_fn='strong_wolfe')

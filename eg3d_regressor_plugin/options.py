@@ -5,6 +5,7 @@ import re
 import click
 
 from .errors import UserError
+from .optimize import OPTIMIZERS
 
 
 def eg3d_option(f):
@@ -81,7 +82,7 @@ def refine_options(help_steps):
     def deco(f):
         f = click.option('--refine-lr', type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
                          help='Learning rate of the refinement (adam)')(f)
-        f = click.option('--refine-optimizer', type=click.Choice(['lbfgs', 'adam']), default='lbfgs',
+        f = click.option('--refine-optimizer', type=click.Choice(OPTIMIZERS), default='lbfgs',
                          show_default=True,
                          help='lbfgs: L-BFGS with line search; adam: Adam with StyleGAN projector\'s ramps')(f)
         return click.option('--refine-steps', type=click.IntRange(min=0), default=0, show_default=True,

@@ -12,6 +12,9 @@ from . import cameras
 from .io import atomic_path, to_uint8
 
 
+SEED = 0  # EG3D's ray-sampling seed of every render here (and of the optimiser)
+
+
 @contextlib.contextmanager
 def seeded(seed, device):
     """EG3D's rendering draws random numbers (depth jitter, importance sampling) even with
@@ -22,7 +25,7 @@ def seeded(seed, device):
         yield
 
 
-def render(G, w, c, seed=0, neural_rendering_resolution=None, grad=False):
+def render(G, w, c, seed=SEED, neural_rendering_resolution=None, grad=False):
     """G.synthesis(w, c) with noise_mode='const' and a fixed seed -> dict(image, image_raw, image_depth).
     Without grad, runs under no_grad. The generator's neural rendering resolution is left as it was."""
     device = w.device
@@ -36,7 +39,7 @@ def render(G, w, c, seed=0, neural_rendering_resolution=None, grad=False):
         G.neural_rendering_resolution = nr_before
 
 
-def render_views(G, w, poses, seed=0, **pose_kwargs):
+def render_views(G, w, poses, seed=SEED, **pose_kwargs):
     """Images [len(poses),3,H,W] of one w (shape [1,num_ws,w_dim]) at a list of (yaw, pitch)."""
     out = []
     for yaw, pitch in poses:
@@ -55,7 +58,7 @@ def depth_to_uint8(depth):
 #----------------------------------------------------------------------------
 # Shapes.
 
-def sample_density(G, w, shape_res=256, chunk=2 ** 18, progress=True, seed=0):
+def sample_density(G, w, shape_res=256, chunk=2 ** 18, progress=True, seed=SEED):
     """EG3D's density sigma on a shape_res^3 grid spanning the tri-plane box, as float32 [x,y,z].
     The tri-planes are synthesised once; grid points are made and evaluated `chunk` at a time, so
     memory beyond the result grows with the chunk, not with the resolution."""
