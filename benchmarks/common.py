@@ -146,31 +146,36 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS
     return sorted(run_dir.glob('regressor-snapshot-*.pt'))[-1]
 
 
-def regressor_options(f):
+def regressor_options(pairs=CPU_PAIRS):
     """The options of the scripts that measure a trained regressor against optimisation (speedup,
-    refine): what to measure, and where."""
+    refine): what to measure, and where; `pairs`: the script's default training set size."""
     import click
-    for opt in reversed([
+    opts = [
             click.option('--preset', default='tiny', show_default=True, help='Generator preset (without --network)'),
             click.option('--network', default=None, help='Network pickle to measure instead of the preset'),
             click.option('--regressor', default=None, help='Regressor checkpoint (default: train one here)'),
             click.option('--train-kimg', type=float, default=None,
                          help='Training budget without --regressor  [default: 60; quick: 0.032]'),
             click.option('--train-pairs', type=int, default=None,
-                         help='Fixed training set without --regressor, 0: on the fly  [default: 2400; quick: 0]'),
+                         help=f'Fixed training set without --regressor, 0: on the fly  [default: {pairs}; quick: 0]'),
             click.option('--device', default='auto', show_default=True),
             click.option('--quick', is_flag=True, help='A smoke run under 2 minutes'),
-            click.option('--eg3d', default=None, help='EG3D checkout')]):
-        f = opt(f)
-    return f
+            click.option('--eg3d', default=None, help='EG3D checkout')]
+
+    def decorate(f):
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+    return decorate
 
 
-def measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d):
-    """(device, G, its pickle, the regressor checkpoint) for regressor_options' values."""
+def measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d, pairs=CPU_PAIRS):
+    """(device, G, its pickle, the regressor checkpoint) for regressor_options' values (`pairs`:
+    the script's default training set size, as given to regressor_options)."""
     device = eg3d_bridge.get_device(device)
     G, pkl = generator(network, preset, device=device, eg3d=eg3d)
     reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 60),
-                            pairs=(0 if quick else CPU_PAIRS) if train_pairs is None else train_pairs, device=device,
+                            pairs=(0 if quick else pairs) if train_pairs is None else train_pairs, device=device,
                             eg3d=eg3d)
     return device, G, pkl, reg
 

@@ -12,7 +12,8 @@ Settings for a CPU (the defaults; each is an option): 32 px input (the tiny pres
 hold little more at 64, and a CPU trains ~2x more pairs per second), a single w for all levels
 (EG3D's mapping network broadcasts one w to every level, so synthetic targets are in W; W+
 heads cost the pSp encoder half its speed), the learning rate ramped down over the last half
-of the budget, and ViT patches of 8 px below 64 px input.
+of the budget. Below 64 px input the networks take ViT patches of 8 px and three UNet
+downsamplings by themselves.
 
     python benchmarks/learning_curve.py                 # 2400 pairs + 3 archs x 2.5 minutes (under 15 minutes)
     python benchmarks/learning_curve.py --quick         # 3 archs x 20 s on the fly (under 2 minutes)
@@ -34,10 +35,9 @@ TARGET = 0.5
 
 def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
     """Train one architecture for `seconds` of training time; returns its row and curve."""
-    arch_kwargs = {'patch_size': 8} if arch == 'vit' and opts['input_res'] < 64 else {}
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
-        model = training_loop(run_dir, str(network_pkl), arch=arch, arch_kwargs=arch_kwargs, kimg=1e6,
+        model = training_loop(run_dir, str(network_pkl), arch=arch, kimg=1e6,
                               time_budget=seconds, snap=10 ** 6, device=device, eg3d=eg3d, workers=0, **opts)
         wall = time.perf_counter() - t0
         stats = [json.loads(l) for l in (Path(run_dir) / 'stats.jsonl').read_text().splitlines()]
@@ -46,7 +46,7 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
     last = stats[-1]
     best = min(c['w_l1'] for c in curve)
     base = last['Val/baseline_w_l1_norm']
-    row = dict(arch=arch, params=sum(p.numel() for p in model.parameters()), train_s=last['Timing/train_sec'],
+    row = dict(arch=arch, config=model.config, params=sum(p.numel() for p in model.parameters()), train_s=last['Timing/train_sec'],
                wall_s=wall, kimg=last['Progress/kimg'], rendered=last['Progress/rendered_this_session'],
                w_l1=last['Val/w_l1_norm'], best_w_l1=best, baseline=base, ratio=last['Val/w_l1_ratio'],
                best_ratio=best / base, w_l1_raw=last['Val/w_l1'], baseline_raw=last['Val/baseline_w_l1'],

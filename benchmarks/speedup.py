@@ -80,7 +80,7 @@ def summary(rows, crit):
 @click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='adam', show_default=True,
               help='Optimiser of the baseline')
 @click.option('--lr', type=float, default=0.01, show_default=True, help='Learning rate of the optimisation (adam)')
-@common.regressor_options
+@common.regressor_options()
 def main(preset, network, regressor, seeds, max_steps, optimizer, lr, train_kimg, train_pairs, device, quick, eg3d):
     from eg3d_regressor_plugin.options import parse_range
     seeds = parse_range(seeds or ('1000' if quick else '1000-1002'))

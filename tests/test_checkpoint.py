@@ -183,6 +183,21 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     assert 'latent statistics' in _user_error(load_regressor, path)
 
 
+def test_unet_checkpoint_from_before_residual_blocks_loads_as_plain(tmp_path):
+    # UNet checkpoints written before `block` existed have plain double convs and no `block` key.
+    model = _model('unet', block='plain')
+    path = tmp_path / 'a.pt'
+    save_checkpoint(path, model, _stats(), FAKE_GENERATOR)
+    ckpt = load_checkpoint(path)
+    del ckpt['config']['block']
+    old = build_from_checkpoint(ckpt)
+    assert old.config['block'] == 'plain'
+    x = _images(2, 64)
+    with torch.no_grad():
+        assert torch.equal(old(x)['w'], model.eval()(x)['w'])
+    assert _model('unet').config['block'] == 'residual'  # what new ones get
+
+
 def test_checkpoint_without_input_statistics_loads_as_identity(tmp_path):
     # Checkpoints written before the networks standardised their input.
     model = _model('psp')

@@ -65,6 +65,18 @@ def test_gradients_reach_every_parameter(arch, single_w):
     assert not missing, f'no gradient reaches {missing}'
 
 
+@pytest.mark.parametrize('block', list(networks.UNET_BLOCKS))
+def test_unet_blocks(block):
+    torch.manual_seed(0)
+    model = build_regressor('unet', num_ws=6, w_dim=32, input_resolution=64, block=block, **SMALL['unet'])
+    out = model(_images(2, 64))
+    assert out['w'].shape == (2, 6, 32)
+    (out['w'] - 1).abs().mean().backward()
+    assert all(p.grad is not None for name, p in model.named_parameters() if not name.startswith('pose_head'))
+    # Residual blocks carry a shortcut; plain ones are the classic UNet's.
+    assert any('skip' in name for name, _ in model.named_parameters()) == (block == 'residual')
+
+
 @pytest.mark.parametrize('arch', ARCHS)
 def test_rebuild_from_config(arch):
     torch.manual_seed(0)
@@ -87,6 +99,14 @@ def test_size_presets_grow(arch):
     with torch.device('meta'):
         counts = [networks.count_params(build_regressor(arch, size=s)) for s in ('tiny', 'small', 'base')]
     assert counts == sorted(counts) and len(set(counts)) == 3
+
+
+@pytest.mark.parametrize('res, depth, patch', [(32, 3, 8), (48, 3, 8), (64, 4, 16), (256, 4, 16)])
+def test_small_inputs_get_fewer_downsamplings_and_smaller_patches(res, depth, patch):
+    # The UNet keeps a bottleneck of at least 4 x 4; the ViT at least 4 x 4 tokens.
+    assert build_regressor('unet', input_resolution=res, **SMALL['unet']).config['depth'] == depth
+    assert build_regressor('vit', input_resolution=res, **SMALL['vit']).config['patch_size'] == patch
+    assert build_regressor('unet', input_resolution=res, depth=2, **SMALL['unet']).config['depth'] == 2
 
 
 def test_explicit_options_override_the_preset():
@@ -112,6 +132,7 @@ def test_psp_level_groups():
     (('vit',), dict(dim=100, heads=3), 'divisible by heads'),
     (('unet',), dict(input_resolution=120), 'multiple of 16'),
     (('unet',), dict(up_steps=5), 'cannot exceed depth'),
+    (('unet',), dict(block='dense'), 'unknown block'),
     (('psp',), dict(input_resolution=136), 'multiple of 16'),
     (('psp',), dict(blocks=[1, 2]), 'four block counts'),
     (('psp',), dict(base_channels='wide'), 'must be an integer'),

@@ -29,7 +29,7 @@ import torch
 
 from ..errors import UserError
 from ..io import atomic_path
-from .networks import build_regressor, resize_input
+from .networks import FORMER_DEFAULTS, build_regressor, resize_input
 
 FORMAT = 'eg3d-regressor/1'
 _FORMAT_NAME, _FORMAT_VERSION = FORMAT.split('/')
@@ -200,7 +200,8 @@ def _first_line(e):
 def build_from_checkpoint(ckpt, path=None):
     """The network of a loaded checkpoint, with its weights, in eval mode on the CPU."""
     where = f'regressor checkpoint {path}' if path else 'the regressor checkpoint'
-    model = build_regressor(**ckpt['config'])
+    config = ckpt['config']
+    model = build_regressor(**{**FORMER_DEFAULTS.get(config.get('arch'), {}), **config})
     state = dict(ckpt['state_dict'])
     for key in ('input_mean', 'input_std'):  # checkpoints from before input standardisation: identity
         state.setdefault(key, getattr(model, key))
