@@ -16,7 +16,7 @@ of the budget. Below 64 px input the networks take ViT patches of 8 px and three
 downsamplings by themselves.
 
     python benchmarks/learning_curve.py                 # 2400 pairs + 3 archs x 2.5 minutes (under 15 minutes)
-    python benchmarks/learning_curve.py --quick         # 3 archs x 20 s on the fly (under 2 minutes)
+    python benchmarks/learning_curve.py --quick         # 3 archs x 10 s on the fly (under 2 minutes: most of it renders)
     python benchmarks/learning_curve.py --network G.pkl --minutes 30 --input-res 256 --w-plus --device cuda
 """
 
@@ -69,7 +69,7 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
               help='Predict one w, or one per level')
 @click.option('--val-seeds', type=int, default=64, show_default=True, help='Number of held-out pairs')
 @click.option('--device', default='cpu', show_default=True)
-@click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (20 s per architecture, 8 held-out pairs)')
+@click.option('--quick', is_flag=True, help='A smoke run under 2 minutes (10 s per architecture, 8 held-out pairs)')
 @click.option('--save-as', default='learning_curve', show_default=True, help='Result name (benchmarks/NAME.json)')
 @click.option('--eg3d', default=None, help='EG3D checkout')
 def main(network, archs, minutes, pairs, batch, lr, lr_rampdown, input_res, single_w, val_seeds, device, quick, save_as,
@@ -81,7 +81,7 @@ def main(network, archs, minutes, pairs, batch, lr, lr_rampdown, input_res, sing
                 reuse=defaults['reuse'], input_res=input_res, single_w=single_w,
                 trunc_range=data_range(defaults['trunc_range']),
                 val_seeds=tuple(range(8 if quick else val_seeds)), tick_kimg=0.064 if quick else 0.128, grid=4)
-    seconds = 20 if quick else minutes * 60
+    seconds = 10 if quick else minutes * 60
     pairs = (0 if quick else common.CPU_PAIRS) if pairs is None else pairs
     render_s = None
     if pairs:
