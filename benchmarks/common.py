@@ -148,7 +148,10 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS
 
 def regressor_options(pairs=CPU_PAIRS):
     """The options of the scripts that measure a trained regressor against optimisation (speedup,
-    refine): what to measure, and where; `pairs`: the script's default training set size."""
+    refine): what to measure, and where; `pairs`: the script's default training set size, which
+    the command receives as train_pairs unless --train-pairs is given (0 with --quick)."""
+    import functools
+
     import click
     opts = [
             click.option('--preset', default='tiny', show_default=True, help='Generator preset (without --network)'),
@@ -163,20 +166,23 @@ def regressor_options(pairs=CPU_PAIRS):
             click.option('--eg3d', default=None, help='EG3D checkout')]
 
     def decorate(f):
+        @functools.wraps(f)
+        def command(*args, train_pairs, quick, **kwargs):
+            if train_pairs is None:
+                train_pairs = 0 if quick else pairs
+            return f(*args, train_pairs=train_pairs, quick=quick, **kwargs)
         for opt in reversed(opts):
-            f = opt(f)
-        return f
+            command = opt(command)
+        return command
     return decorate
 
 
-def measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d, pairs=CPU_PAIRS):
-    """(device, G, its pickle, the regressor checkpoint) for regressor_options' values (`pairs`:
-    the script's default training set size, as given to regressor_options)."""
+def measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d):
+    """(device, G, its pickle, the regressor checkpoint) for regressor_options' values."""
     device = eg3d_bridge.get_device(device)
     G, pkl = generator(network, preset, device=device, eg3d=eg3d)
-    reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 60),
-                            pairs=(0 if quick else pairs) if train_pairs is None else train_pairs, device=device,
-                            eg3d=eg3d)
+    reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 60), pairs=train_pairs,
+                            device=device, eg3d=eg3d)
     return device, G, pkl, reg
 
 

@@ -46,8 +46,8 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
     last = stats[-1]
     best = min(c['w_l1'] for c in curve)
     base = last['Val/baseline_w_l1_norm']
-    row = dict(arch=arch, config=model.config, params=sum(p.numel() for p in model.parameters()), train_s=last['Timing/train_sec'],
-               wall_s=wall, kimg=last['Progress/kimg'], rendered=last['Progress/rendered_this_session'],
+    row = dict(arch=arch, config=model.config, params=sum(p.numel() for p in model.parameters()),
+               train_s=last['Timing/train_sec'], wall_s=wall, kimg=last['Progress/kimg'], rendered=last['Progress/rendered_this_session'],
                w_l1=last['Val/w_l1_norm'], best_w_l1=best, baseline=base, ratio=last['Val/w_l1_ratio'],
                best_ratio=best / base, w_l1_raw=last['Val/w_l1'], baseline_raw=last['Val/baseline_w_l1'],
                pose_err_deg=last['Val/pose_err_deg'], baseline_pose_deg=last['Val/baseline_pose_err_deg'],

@@ -82,10 +82,11 @@ def _measure_in_worker(sample, kwargs):
     return measure(_WORKER['G'], _WORKER['inverter'], sample, **kwargs)
 
 
-def measure_all(G, inverter, samples, jobs, network_pkl, regressor, device, eg3d, **kwargs):
+def measure_all(G, samples, jobs, network_pkl, regressor, device, eg3d, **kwargs):
     """measure() for every sample: in this process, or in `jobs` worker processes (spawned: fork
     after torch started its thread pools can hang) sharing this process's threads."""
     if jobs <= 1:
+        inverter = Inverter(G, regressor, device=device)
         return [measure(G, inverter, s, device=device, **kwargs) for s in samples]
     threads = max(1, torch.get_num_threads() // jobs)
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
@@ -113,12 +114,10 @@ def main(preset, network, regressor, seeds, baseline_steps, refine_steps, optimi
     seeds = parse_range(seeds or ('1000' if quick else '1000-1001'))
     baseline_steps = baseline_steps or (10 if quick else 500)
     refine_steps = refine_steps or (3 if quick else 50)
-    device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d,
-                                          pairs=PAIRS)
+    device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d)
     if jobs is None:
         jobs = min(len(seeds), os.cpu_count() or 1) if torch.device(device).type == 'cpu' else 1
-    inverter = Inverter(G, reg, device=device)
-    results = measure_all(G, inverter, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d,
+    results = measure_all(G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d,
                           baseline_steps=baseline_steps, refine_steps=refine_steps, optimizer=optimizer,
                           baseline_optimizer=baseline_optimizer, lr=lr)
     rows, curves = [r for r, _ in results], [c for _, c in results]

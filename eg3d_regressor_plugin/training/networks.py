@@ -156,7 +156,7 @@ class Regressor(nn.Module):
 VIT_SIZES = {
     # tiny: on the tiny preset's 2400-pair CPU benchmark, 128 x 4 learned w better in the same
     # time than 192 x 6 (0.51x against 0.61x the mean-w baseline), 96 x 4, 160 x 4 or 128 x 3 / 6.
-    'tiny': dict(dim=128, depth=4, heads=4),     # ~1.9 M parameters (at 14 x 512): CPU
+    'tiny': dict(dim=128, depth=4, heads=4),     # ~1.8 M parameters (at 14 x 512): CPU
     'small': dict(dim=384, depth=8, heads=6),    # ~17 M
     'base': dict(dim=768, depth=12, heads=12),   # ~91 M (ViT-B widths)
 }
