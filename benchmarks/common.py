@@ -2,8 +2,8 @@
 synthetic images, timing, a description of the machine, and the printed table / JSON result.
 
 Every script compares its contenders in one process, on one generator, interleaved where it can,
-so that ratios hold on a noisy machine. Results go to benchmarks/<name>.json (<name>.quick.json
-with --quick, so a smoke run never replaces a real result).
+so that ratios hold on a noisy machine. Results go to benchmarks/<name>.json (<name>.gpu.json when
+measured on a GPU, <name>.quick.json with --quick, so a smoke run never replaces a real result).
 """
 
 import datetime
@@ -235,8 +235,10 @@ def table(rows, columns):
 
 
 def save(name, result, quick=False):
-    """Write the result as benchmarks/<name>.json (.quick.json for --quick) and return the path."""
-    path = HERE / f'{name}{".quick" if quick else ""}.json'
+    """Write the result as benchmarks/<name>.json and return the path: <name>.gpu.json when it was
+    measured on a GPU (so that a GPU run never replaces the CPU figures), .quick.json for --quick."""
+    gpu = str(result.get('machine', {}).get('device', '')).startswith('cuda')
+    path = HERE / f'{name}{".gpu" if gpu else ""}{".quick" if quick else ""}.json'
     tmp = path.with_suffix('.json.tmp')
     command = ' '.join(['python', f'benchmarks/{Path(sys.argv[0]).name}'] + sys.argv[1:])
     tmp.write_text(json.dumps(dict(result, command=command), indent=2, default=float) + '\n')

@@ -46,10 +46,10 @@ def section(name):
         return f'### {name}\n\nNot run yet: `python benchmarks/{name}.py`\n'
     d = json.loads(js.read_text())
     m = d.get('machine', {})
-    head = (f'### {name}{" (--quick run)" if quick else ""}\n\n'
+    head = (f'### {name.replace(".gpu", " (GPU)")}{" (--quick run)" if quick else ""}\n\n'
             f'{m.get("date", "?")}, commit {m.get("commit", "?")}, {m.get("cpu", "?")} '
             f'({m.get("cpu_cores", "?")} cores, {m.get("torch_threads", "?")} torch threads), torch {m.get("torch", "?")}, '
-            f'device {m.get("device", "?")}. Command: '
+            f'device {m.get("device", "?")}{" (" + m["gpu"] + ")" if m.get("gpu") else ""}. Command: '
             f'`{d.get("command") or f"python benchmarks/{name}.py" + (" --quick" if quick else "")}`\n')
     return head + '\n```\n' + last_table(log.read_text()) + '\n```\n'
 
@@ -57,12 +57,14 @@ def section(name):
 def main():
     readme = HERE / 'README.md'
     text = readme.read_text()
-    body = '\n'.join(section(n) for n in ORDER)
+    # Each benchmark's CPU results, then its GPU results where it was run on one (<name>.gpu.json).
+    names = [n for name in ORDER for n in (name, f'{name}.gpu') if n == name or (HERE / f'{n}.json').exists()]
+    body = '\n'.join(section(n) for n in names)
     text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{body}\n{END}', text, flags=re.S)
     readme.write_text(text)
     print(f'updated {readme}')
     main_readme = HERE.parent / 'README.md'
-    heads = [f'{n}:\n{h}' for n in ORDER if (h := headline(n))]
+    heads = [f'{n.replace(".gpu", " (GPU)")}:\n{h}' for n in names if (h := headline(n))]
     block = '```\n' + '\n\n'.join(heads) + '\n```' if heads else 'No results yet.'
     text = main_readme.read_text()
     if BEGIN in text:

@@ -65,10 +65,11 @@ def main(network, arch, batch, kimg, input_res, gpus, reps, device, quick, eg3d)
     if quick:
         kimg, reps = 0.064, 1
     tick = kimg / 4
-    rates = {1: [], gpus: []}
-    walls = {1: [], gpus: []}
+    settings = sorted({1, gpus})  # --gpus 1: the single process alone (one GPU, say)
+    rates = {n: [] for n in settings}
+    walls = {n: [] for n in settings}
     for rep in range(reps):
-        for n in (1, gpus):
+        for n in settings:
             rate, wall = run(network_pkl, n, kimg, tick, batch, arch, input_res, device, eg3d)
             rates[n].append(rate)
             walls[n].append(wall)
@@ -77,7 +78,7 @@ def main(network, arch, batch, kimg, input_res, gpus, reps, device, quick, eg3d)
     rows = [dict(setting=f'{n} process{"es" if n > 1 else ""}' + (' (DDP, gloo)' if n > 1 and device == 'cpu' else
                                                                    ' (DDP)' if n > 1 else ''),
                  pairs_per_s=common.median(rates[n]), speedup=common.median(rates[n]) / single,
-                 run_s=common.median(walls[n]), runs=len(rates[n])) for n in (1, gpus)]
+                 run_s=common.median(walls[n]), runs=len(rates[n])) for n in settings]
     print()
     print(common.table(rows, [('setting', 'setting'), ('pairs_per_s', 'pairs/s (rendered + trained)'),
                               ('speedup', 'vs 1 process'), ('run_s', 'run s'), ('runs', 'runs')]))

@@ -1,0 +1,151 @@
+"""The CUDA paths: EG3D's custom ops built and agreeing with their reference code, rendering,
+regressors, on-the-fly data, training and `gen` on a GPU. Marked `cuda`; skipped with the reason
+where no CUDA device is available (CI, laptops)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+
+pytestmark = [pytest.mark.eg3d, pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')]
+
+
+@pytest.fixture(autouse=True)
+def exact_float32():
+    """TF32 matmuls differ from the CPU in the third digit: compare in full float32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture(scope='module')
+def G_cuda(tiny_G):
+    import copy
+    return copy.deepcopy(tiny_G).cuda()
+
+
+def _close(a, b, tol):
+    """Largest difference relative to b's largest magnitude, below tol."""
+    err = float((a.detach().float().cpu() - b.detach().float().cpu()).abs().max() / b.abs().max().clamp_min(1e-8))
+    assert err < tol, err
+
+
+def test_custom_ops_are_built_and_match_their_reference(eg3d_root):
+    from torch.utils.cpp_extension import CUDA_HOME
+    if CUDA_HOME is None or shutil.which('ninja') is None:
+        pytest.skip('needs the CUDA compiler and ninja to build the custom ops')
+    from eg3d_regressor_plugin import eg3d
+    from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
+    status = eg3d.custom_ops_status(torch.device('cuda'))
+    assert status == dict.fromkeys(('bias_act', 'upfirdn2d', 'filtered_lrelu'), 'compiled'), status
+    gen = torch.Generator(device='cuda').manual_seed(0)
+    x = torch.randn(4, 16, 32, 32, device='cuda', generator=gen, requires_grad=True)
+    b = torch.randn(16, device='cuda', generator=gen)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1], device=torch.device('cuda'))
+    cases = {
+        'bias_act': lambda impl: bias_act.bias_act(x, b, act='lrelu', clamp=256, impl=impl),
+        'upfirdn2d': lambda impl: upfirdn2d.upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], gain=4, impl=impl),
+        'filtered_lrelu': lambda impl: filtered_lrelu.filtered_lrelu(x, f, f, b, up=2, down=2, padding=[1, 2, 1, 2],
+                                                                     clamp=256, impl=impl),
+    }
+    for name, op in cases.items():
+        out, ref = op('cuda'), op('ref')
+        _close(out, ref, 1e-3)  # the ops are built with --use_fast_math
+        grad, = torch.autograd.grad(out.square().sum(), x)
+        grad_ref, = torch.autograd.grad(ref.square().sum(), x)
+        _close(grad, grad_ref, 1e-3)
+
+
+def test_generator_on_cuda_matches_cpu(tiny_G, G_cuda):
+    """Mapping and tri-plane backbone (the custom ops' users) agree with the CPU; a full render is
+    finite and in range (its ray jitter draws from another RNG on each device)."""
+    from eg3d_regressor_plugin import render
+    from eg3d_regressor_plugin.cameras import frontal_label
+    z = torch.randn(2, tiny_G.z_dim, generator=torch.Generator().manual_seed(1))
+    c = frontal_label(2)
+    with torch.no_grad():
+        w_cpu = tiny_G.mapping(z, c, truncation_psi=0.7)
+        w_gpu = G_cuda.mapping(z.cuda(), c.cuda(), truncation_psi=0.7)
+        _close(w_gpu, w_cpu, 1e-4)
+        planes_cpu = tiny_G.backbone.synthesis(w_cpu, noise_mode='const')
+        planes_gpu = G_cuda.backbone.synthesis(w_cpu.cuda(), noise_mode='const')
+        _close(planes_gpu, planes_cpu, 1e-3)
+    out = render.render(G_cuda, w_cpu.cuda(), c.cuda())
+    img = out['image']
+    assert img.device.type == 'cuda' and img.shape == (2, 3, 128, 128) and torch.isfinite(img).all()
+    ref = render.render(tiny_G, w_cpu, c)['image']
+    assert abs(float(img.mean()) - float(ref.mean())) < 0.05
+
+
+@pytest.mark.parametrize('arch', ['vit', 'unet', 'psp'])
+def test_regressors_on_cuda_match_cpu(arch):
+    from eg3d_regressor_plugin.training.networks import build_regressor
+    torch.manual_seed(0)
+    model = build_regressor(arch, num_ws=14, w_dim=512, input_resolution=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        out = model.cuda()(x.cuda())
+    for key in ('w', 'pose'):
+        assert out[key].device.type == 'cuda'
+        _close(out[key], ref[key], 1e-3)
+
+
+def test_pairs_are_rendered_and_resized_on_the_gpu(G_cuda, monkeypatch):
+    """On the fly data never leaves the GPU: no tensor there is copied to the host."""
+    from eg3d_regressor_plugin.training.data import PairSampler
+
+    def refuse(name):
+        original = getattr(torch.Tensor, name)
+
+        def method(self, *args, **kwargs):
+            assert not self.is_cuda, f'Tensor.{name}() on a CUDA tensor: a round trip through the host'
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, method)
+    for name in ('cpu', 'numpy', 'tolist'):
+        refuse(name)
+    batch = PairSampler(G_cuda, resolution=64).sample_seeds(range(4))
+    monkeypatch.undo()
+    assert batch['img'].shape == (4, 3, 64, 64) and batch['w'].shape == (4, 14, 512)
+    assert all(v.is_cuda for v in batch.values())
+
+
+def test_train_on_cuda_then_load_on_cpu(tmp_path, tiny_pkl, tiny_G):
+    from eg3d_regressor_plugin.training import checkpoint
+    proc = run_cli('train', '--network', tiny_pkl, '--outdir', tmp_path, '--kimg', 0.032, '--tick', 0.016, '--snap', 1,
+                   '--arch', 'vit', '--input-res', 64, '--batch', 8, '--reuse', 1, '--val-seeds', '0-3',
+                   '--device', 'cuda')
+    assert proc.returncode == 0, proc.stderr
+    (run,) = tmp_path.iterdir()
+    stats = [json.loads(l) for l in (run / 'stats.jsonl').read_text().splitlines()]
+    assert stats[-1]['Progress/nimg'] == 32 and np.isfinite(stats[-1]['Val/w_l1_norm'])
+    snap = sorted(run.glob('regressor-snapshot-*.pt'))[-1]
+    assert all(v.device.type == 'cpu' for v in torch.load(snap, weights_only=True)['state_dict'].values())
+    pred = checkpoint.load_regressor(snap, G=tiny_G)
+    w, pose = pred(torch.zeros(1, 3, 64, 64))
+    assert w.shape == (1, 14, 512) and torch.isfinite(w).all() and pose.shape == (1, 2)
+
+
+def test_gen_on_cuda_agrees_with_cpu(tmp_path, tiny_pkl, tiny_regressor, tiny_G):
+    from eg3d_regressor_plugin.io import save_image
+    from eg3d_regressor_plugin.training.data import PairSampler
+    img = PairSampler(tiny_G).sample_seeds([1000])['img'][0]
+    save_image(tmp_path / 'face.png', img)
+    runs = {'cuda': ['--shapes', '--shape-res', 32], 'cpu': [], 'cuda-refined': ['--refine-steps', 3]}
+    w = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        proc = run_cli('gen', '--network', tiny_pkl, '--regressor', tiny_regressor, '--image', tmp_path / 'face.png',
+                       '--no-align', '--outdir', out, '--views', 2, *extra, '--device', name.split('-')[0])
+        assert proc.returncode == 0, proc.stderr
+        w[name] = np.load(out / 'face' / 'w.npy')
+        assert (out / 'face' / 'reconstruction.png').is_file() and (out / 'face' / 'depth.npy').is_file()
+    assert (tmp_path / 'cuda' / 'face' / 'shape.mrc').is_file()
+    _close(torch.from_numpy(w["cuda"]), torch.from_numpy(w["cpu"]), 1e-2)  # the regressor alone (cuDNN may use TF32)
+    assert not np.array_equal(w['cuda-refined'], w['cuda']) and np.isfinite(w['cuda-refined']).all()
