@@ -36,6 +36,8 @@ def machine(device):
                                 text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
+    # A copy of the tree without its .git (a remote GPU machine, say) names its commit itself.
+    commit = commit or os.environ.get('BENCHMARK_COMMIT') or None
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as f:
