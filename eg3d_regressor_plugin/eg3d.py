@@ -5,6 +5,7 @@ This is the only module that touches ``sys.path``. EG3D's code is imported at ru
 the user's checkout and never copied here.
 """
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -12,10 +13,12 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 import warnings
 from pathlib import Path
 
 import torch
+import torch.utils.cpp_extension
 
 from .errors import UserError
 
@@ -136,6 +139,27 @@ def fix_superresolution_class(cls):
         cls.forward = _sr_forward_fix(cls.forward)
 
 
+@contextlib.contextmanager
+def _extensions_in_sys_modules():
+    """custom_ops.get_plugin builds an op with torch.utils.cpp_extension.load, then imports it by
+    name. torch 2.x's load returns the module without putting it in sys.modules, so that import
+    failed ("No module named 'bias_act_plugin'") after every successful build: register it."""
+    ext = torch.utils.cpp_extension
+    load = ext.load
+
+    @functools.wraps(load)
+    def load_and_register(*args, **kwargs):
+        module = load(*args, **kwargs)
+        if isinstance(module, types.ModuleType):
+            sys.modules.setdefault(kwargs.get('name', args[0] if args else module.__name__), module)
+        return module
+    ext.load = load_and_register
+    try:
+        yield
+    finally:
+        ext.load = load
+
+
 def _op_init_fallback(module, op_name):
     """custom_ops.get_plugin re-raises a failed CUDA build, which kills the run on a GPU: fall back
     to the reference implementation with one warning instead."""
@@ -147,7 +171,8 @@ def _op_init_fallback(module, op_name):
         if getattr(module, '_eg3d_plugin_failed', False):
             return False
         try:
-            return init()
+            with _extensions_in_sys_modules():
+                return init()
         except Exception as e:  # the build can fail in many ways (no nvcc, bad compiler, ...)
             module._eg3d_plugin_failed = True
             warnings.warn(f'EG3D custom op {op_name} could not be built ({type(e).__name__}: {e}); '
@@ -166,7 +191,7 @@ def _apply_fixes():
     _state['fixes'].append('superresolution: no in-place add into the rendered feature image')
     for op in ('bias_act', 'upfirdn2d', 'filtered_lrelu'):
         _op_init_fallback(importlib.import_module(f'torch_utils.ops.{op}'), op)
-    _state['fixes'].append('custom ops: a failed build falls back to the reference path')
+    _state['fixes'].append('custom ops: built ops are importable on torch 2.x; a failed build falls back to the reference path')
     # grid_sample_gradfix calls a private torch API that changed in torch 2.x; keep it off.
     importlib.import_module('torch_utils.ops.grid_sample_gradfix').enabled = False
     _state['fixes'].append('grid_sample_gradfix: kept off (broken on torch 2.x)')

@@ -1,6 +1,8 @@
 """The EG3D bridge: finding the checkout, the run-time fixes, loading and building networks."""
 
 import pickle
+import sys
+import warnings
 
 import pytest
 import torch
@@ -96,6 +98,37 @@ def test_custom_op_build_failure_falls_back(eg3d_root, monkeypatch):
         assert bias_act._init() is False
     assert bias_act._init() is False  # warns once, then stays on the reference path
 
+
+@pytest.mark.eg3d
+def test_built_custom_op_is_imported(eg3d_root, monkeypatch, tmp_path):
+    """torch 2.x's cpp_extension.load no longer registers the module that EG3D's get_plugin then
+    imports by name: with a load that builds nothing and behaves like torch 2.x's, the op loads."""
+    import types
+
+    import torch.utils.cpp_extension
+    import torch_utils.custom_ops as custom_ops
+    from torch_utils.ops import bias_act
+    monkeypatch.setenv('TORCH_EXTENSIONS_DIR', str(tmp_path))
+    monkeypatch.setattr(custom_ops, '_get_mangled_gpu_name', lambda: 'test-gpu')
+    monkeypatch.setattr(custom_ops, '_cached_plugins', {})
+    monkeypatch.setattr(bias_act, '_plugin', None)
+    monkeypatch.setattr(bias_act, '_eg3d_plugin_failed', False, raising=False)
+    built = types.ModuleType('bias_act_plugin')
+    loads = []
+
+    def load(name, sources, **kwargs):  # returns the module; sys.modules does not get it
+        loads.append(name)
+        return built
+    monkeypatch.setattr(torch.utils.cpp_extension, 'load', load)
+    real_load = torch.utils.cpp_extension.load
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # no fallback warning
+            assert bias_act._init() is True
+        assert bias_act._plugin is built and loads == ['bias_act_plugin']
+        assert torch.utils.cpp_extension.load is real_load  # only patched while building
+    finally:
+        sys.modules.pop('bias_act_plugin', None)
 
 @pytest.mark.eg3d
 def test_presets_build_with_expected_shapes(eg3d_root):
