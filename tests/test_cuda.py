@@ -149,3 +149,25 @@ def test_gen_on_cuda_agrees_with_cpu(tmp_path, tiny_pkl, tiny_regressor, tiny_G)
     assert (tmp_path / 'cuda' / 'face' / 'shape.mrc').is_file()
     _close(torch.from_numpy(w["cuda"]), torch.from_numpy(w["cpu"]), 1e-2)  # the regressor alone (cuDNN may use TF32)
     assert not np.array_equal(w['cuda-refined'], w['cuda']) and np.isfinite(w['cuda-refined']).all()
+
+
+@pytest.mark.parametrize('arch', ['vit', 'unet', 'psp'])
+def test_predictor_cuda_graph_replays_the_eager_forward(tmp_path, arch):
+    """The graphed forward gives the eager forward's outputs for every new input, per input shape."""
+    from eg3d_regressor_plugin.training.checkpoint import Predictor, load_checkpoint, save_checkpoint
+    from eg3d_regressor_plugin.training.networks import build_regressor
+    torch.manual_seed(0)
+    model = build_regressor(arch, num_ws=14, w_dim=512, input_resolution=64).eval()
+    stats = dict(center=torch.randn(14, 512), scale=torch.rand(14, 512) + 0.5)
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / 'r.pt', model, stats, dict(num_ws=14, w_dim=512)))
+    graphed, eager = Predictor(ckpt, device='cuda'), Predictor(ckpt, device='cuda', cuda_graph=False)
+    for shape in [(1, 3, 128, 128), (1, 3, 128, 128), (2, 3, 64, 64), (1, 3, 128, 128)]:
+        x = torch.rand(shape, device='cuda') * 2 - 1
+        (w, pose), (w_ref, pose_ref) = graphed(x), eager(x)
+        assert torch.allclose(w, w_ref, atol=1e-5) and torch.allclose(pose, pose_ref, atol=1e-5)
+    assert len(graphed._forward.graphs) == 2 and not graphed._forward.failed
+    # With gradients it runs eagerly, and they reach the image.
+    x = torch.rand(1, 3, 128, 128, device='cuda', requires_grad=True)
+    w, _ = graphed.regress(x, grad=True)
+    w.sum().backward()
+    assert x.grad is not None and len(graphed._forward.graphs) == 2

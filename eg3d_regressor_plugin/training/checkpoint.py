@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..cudagraph import GraphedCall
 from ..io import atomic_path
 from .networks import FORMER_DEFAULTS, build_regressor, resize_input
 
@@ -218,7 +219,7 @@ class Predictor:
     Attributes: model, ckpt, w_stats (on `device`), device, input_resolution, num_ws, w_dim, arch.
     """
 
-    def __init__(self, ckpt, device='cpu', path=None):
+    def __init__(self, ckpt, device='cpu', path=None, cuda_graph=True):
         self.ckpt = ckpt
         self.device = torch.device(device)
         self.model = build_from_checkpoint(ckpt, path).to(self.device)
@@ -230,6 +231,13 @@ class Predictor:
         self.arch = self.model.arch
         self.input_resolution = self.model.input_resolution
         self.num_ws, self.w_dim = self.model.num_ws, self.model.w_dim
+        # Without gradients on a GPU the forward pass replays as a CUDA graph (kernel launches
+        # dominate a regressor at batch 1); cuda_graph=False runs it eagerly.
+        self._forward = GraphedCall(self._forward_eager) if cuda_graph else self._forward_eager
+
+    def _forward_eager(self, img):
+        out = self.model(resize_input(img, self.input_resolution))
+        return dict(w=denormalize_w(out['w'], self.w_stats), pose=out['pose'])
 
     def regress(self, img, grad=False):
         """[N, 3, H, W] (or [3, H, W]) in [-1, 1] -> (w [N, num_ws, w_dim], pose [N, 2]). Resizes
@@ -240,9 +248,8 @@ class Predictor:
         if img.ndim != 4 or img.shape[1] != 3:
             raise ValueError(f'expected images [N, 3, H, W], got {list(img.shape)}')
         with torch.set_grad_enabled(grad):
-            img = resize_input(img.to(self.device, torch.float32), self.input_resolution)
-            out = self.model(img)
-            return denormalize_w(out['w'], self.w_stats), out['pose']
+            out = self._forward(img.to(self.device, torch.float32))
+            return out['w'], out['pose']
 
     def __call__(self, img):
         return self.regress(img, grad=False)
