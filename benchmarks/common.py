@@ -36,8 +36,9 @@ def machine(device):
                                 text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    # A copy of the tree without its .git (a remote GPU machine, say) names its commit itself.
-    commit = commit or os.environ.get('BENCHMARK_COMMIT') or None
+    # A copy of the tree on another machine names its commit itself: its .git, when it has one,
+    # need not hold the commit of the files that run.
+    commit = os.environ.get('BENCHMARK_COMMIT') or commit
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as f:
