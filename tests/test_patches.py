@@ -31,7 +31,7 @@ def patched_checkout(tmp_path_factory, eg3d_root):
 
 
 def test_there_are_patches():
-    assert [p.name[:4] for p in PATCHES] == ['0001', '0002', '0003']
+    assert [p.name[:4] for p in PATCHES] == ['0001', '0002', '0003', '0004']
     readme = (REPO / 'patches' / 'README.md').read_text()
     for p in PATCHES:
         assert p.name in readme, f'{p.name} is not described in patches/README.md'
@@ -79,3 +79,25 @@ def test_eg3d_gen_samples_runs_on_cpu_when_patched(patched_checkout, tiny_pkl, t
                           env=dict(os.environ, PYTHONWARNINGS='ignore'))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / 'out' / 'seed0000.png').is_file() and (tmp_path / 'out' / 'seed0000.mrc').is_file()
+
+
+def test_patched_custom_ops_use_the_module_load_returns(patched_checkout, tmp_path):
+    """EG3D's own get_plugin, patched and without the plugin: with a load() that behaves like
+    torch 2.x's (the module is returned, not put in sys.modules), the op still loads."""
+    code = f'''
+import sys, types
+sys.path.insert(0, {str(patched_checkout / 'eg3d')!r})
+import torch.utils.cpp_extension
+import torch_utils.custom_ops as custom_ops
+from torch_utils.ops import bias_act
+built = types.ModuleType('bias_act_plugin')
+torch.utils.cpp_extension.load = lambda name, sources, **kwargs: built
+custom_ops._get_mangled_gpu_name = lambda: 'test-gpu'
+assert bias_act._init() is True and bias_act._plugin is built
+assert 'bias_act_plugin' not in sys.modules
+print('ok')
+'''
+    env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(tmp_path), PYTHONWARNINGS='ignore')
+    env.pop('EG3D_ROOT', None)
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-2000:]
