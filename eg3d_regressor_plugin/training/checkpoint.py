@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
 from ..cudagraph import GraphedCall
+from ..errors import UserError
 from ..io import atomic_path
 from .networks import FORMER_DEFAULTS, build_regressor, resize_input
 
