@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.utils.cpp_extension
 
 from .errors import UserError
 
@@ -144,7 +143,7 @@ def _extensions_in_sys_modules():
     """custom_ops.get_plugin builds an op with torch.utils.cpp_extension.load, then imports it by
     name. torch 2.x's load returns the module without putting it in sys.modules, so that import
     failed ("No module named 'bias_act_plugin'") after every successful build: register it."""
-    ext = torch.utils.cpp_extension
+    import torch.utils.cpp_extension as ext  # here: it costs 0.1 s to import (setuptools); EG3D imports it anyway
     load = ext.load
 
     @functools.wraps(load)
