@@ -8,7 +8,9 @@ is *not* an elevation angle (the sampler maps it through arccos(1 - 2v/pi)); use
 camera_utils; `label_to_pose` inverts them.
 """
 
+import functools
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -52,6 +54,40 @@ def pose_to_label(yaw, pitch, radius=FFHQ_RADIUS, pivot=FFHQ_PIVOT, focal=FFHQ_F
                                             radius=radius, batch_size=len(yaw), device=device)
     K = intrinsics(focal, fov_deg, device=device).reshape(1, 9).expand(len(yaw), 9)
     return torch.cat([cam2world.reshape(-1, 16), K], dim=1)
+
+
+_TRACED_LABELS = {}  # (n, device, pose_to_label options) -> traced function
+
+
+def label_function(n, device='cpu', **kwargs):
+    """pose_to_label for n poses given as tensors on `device`: a function (yaw [n], pitch [n]) ->
+    c [n, 25]. On a GPU it replays EG3D's sampler traced once with its constants (the pivot, the
+    intrinsics, the sampler's up vector) already on the device: a call copies nothing from the
+    host, so it never waits for the GPU to finish earlier work (each such copy did: a camera
+    label cost the regressor's whole GPU time) and it can be captured in a CUDA graph. On the
+    CPU it is pose_to_label itself."""
+    device = torch.device(device)
+    if device.type == 'cpu':
+        return functools.partial(pose_to_label, device=device, **kwargs)
+    if device.type == 'cuda' and device.index is None:
+        device = torch.device('cuda', torch.cuda.current_device())
+    key = (n, str(device), tuple(sorted(kwargs.items())))
+    if key not in _TRACED_LABELS:
+        try:
+            _TRACED_LABELS[key] = _traced_label(n, device, **kwargs)
+        except Exception as e:  # a torch whose tracer cannot take it: correct, only slower
+            warnings.warn(f'could not trace the camera label ({type(e).__name__}: {e}); building it eagerly')
+            _TRACED_LABELS[key] = functools.partial(pose_to_label, device=device, **kwargs)
+    return _TRACED_LABELS[key]
+
+
+def _traced_label(n, device, **kwargs):
+    """pose_to_label(yaw, pitch) for n poses on `device` as a graph of aten ops (torch.fx's
+    make_fx): the tensors EG3D's code creates from Python values become constants on the device."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    # Two tensors: given the same one twice, the tracer would take pitch for yaw.
+    yaw, pitch = torch.zeros(n, device=device), torch.zeros(n, device=device)
+    return make_fx(functools.partial(pose_to_label, device=device, **kwargs))(yaw, pitch)
 
 
 def label_to_pose(c):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from . import cameras
+from .cudagraph import GraphedCall
 from .images import load_image, to_tensor
 
 
@@ -27,23 +28,31 @@ def load_input(path, align=True, face_index=None, size=512):
 class Inverter:
     """Regress w and the pose of images with a trained regressor checkpoint, for generator G."""
 
-    def __init__(self, G, regressor_path, device='cpu'):
+    def __init__(self, G, regressor_path, device='cpu', cuda_graph=True):
         from .training.checkpoint import load_regressor
         self.G = G
         self.device = torch.device(device)
-        self.predictor = load_regressor(regressor_path, G=G, device=self.device)
+        self.predictor = load_regressor(regressor_path, G=G, device=self.device, cuda_graph=False)
+        # On a GPU, image -> (w, pose, camera label) replays as one CUDA graph that copies nothing
+        # from the host: the CPU goes straight on to launch the render while the GPU regresses.
+        self._infer = GraphedCall(self._infer_eager) if cuda_graph else self._infer_eager
+
+    def _infer_eager(self, x):
+        out = self.predictor.forward_eager(x)
+        out['c'] = cameras.label_function(len(x), x.device)(out['pose'][:, 0], out['pose'][:, 1])
+        return out
 
     def __call__(self, img, pose='predicted'):
         """img: uint8 [H,W,3] or a tensor [N,3,H,W] in [-1,1]. pose: 'predicted', 'frontal' or
         (yaw, pitch) for the returned camera label. Returns dict(w [N,num_ws,w_dim], yaw, pitch
         (the predicted pose, [N] tensors), c [N,25] (the label to render with))."""
-        x = to_tensor(img, device=self.device) if isinstance(img, np.ndarray) else img.to(self.device)
-        w, p = self.predictor(x)
-        yaw, pitch = p[:, 0], p[:, 1]
-        if pose == 'predicted':
-            c = cameras.pose_to_label(yaw, pitch, device=self.device)
-        elif pose == 'frontal':
-            c = cameras.frontal_label(len(w), device=self.device)
-        else:
-            c = cameras.pose_to_label(torch.full((len(w),), pose[0]), torch.full((len(w),), pose[1]), device=self.device)
+        x = to_tensor(img, device=self.device) if isinstance(img, np.ndarray) else self.predictor.as_batch(img)
+        with torch.no_grad():
+            out = self._infer(x)
+        w, c = out['w'], out['c']
+        yaw, pitch = out['pose'][:, 0], out['pose'][:, 1]
+        if pose != 'predicted':
+            fixed = (0.0, 0.0) if pose == 'frontal' else pose
+            n = len(w)
+            c = cameras.label_function(n, self.device)(*(torch.full((n,), float(v), device=self.device) for v in fixed))
         return dict(w=w, yaw=yaw, pitch=pitch, c=c)

@@ -65,3 +65,30 @@ def test_parse_pose():
     assert cameras.parse_pose('0.3,-0.1') == (0.3, -0.1)
     with pytest.raises(UserError):
         cameras.parse_pose('left')
+
+
+def test_traced_label_matches_pose_to_label(eg3d_root):
+    """The traced sampler (what a GPU replays) gives pose_to_label's labels for other poses than
+    the ones it was traced at, with other options too."""
+    yaw, pitch = torch.tensor([0.3, -0.5, 0.0]), torch.tensor([-0.2, 0.1, 0.35])
+    for kwargs in ({}, dict(radius=3.0, fov_deg=20.0)):
+        traced = cameras._traced_label(3, torch.device('cpu'), **kwargs)
+        assert torch.allclose(traced(yaw, pitch), cameras.pose_to_label(yaw, pitch, **kwargs), atol=1e-6)
+    assert cameras.label_function(3) is not cameras.label_function(3)  # the CPU builds labels eagerly
+
+
+def test_traced_label_copies_nothing_from_the_host(eg3d_root):
+    """Traced for another device, every tensor the label is made of already lives there: a call
+    makes no host->device copy (each one waits for the GPU) and can be captured in a CUDA graph."""
+    meta = torch.device('meta')
+    fn = cameras.label_function(2, meta)
+    assert fn is cameras.label_function(2, meta)  # traced once per batch size and device
+    constants = [getattr(fn, node.target) for node in fn.graph.nodes if node.op == 'get_attr']
+    assert len(constants) >= 2 and all(t.device == meta for t in constants)
+    for node in fn.graph.nodes:
+        device = node.kwargs.get('device')
+        assert node.target is not torch.ops.aten._to_copy.default, node
+        if device is not None and node.target is not torch.ops.aten.empty.memory_format:
+            assert torch.device(device) == meta, node
+    c = fn(torch.zeros(2, device=meta), torch.zeros(2, device=meta))
+    assert c.shape == (2, 25) and c.device == meta

@@ -171,3 +171,30 @@ def test_predictor_cuda_graph_replays_the_eager_forward(tmp_path, arch):
     w, _ = graphed.regress(x, grad=True)
     w.sum().backward()
     assert x.grad is not None and len(graphed._forward.graphs) == 2
+
+
+def test_inverter_replays_image_to_label_without_waiting(tiny_G, G_cuda, tiny_regressor):
+    """Inverter's graph (regressor + camera label) gives the eager path's w, pose and labels, and
+    a call synchronises nothing with the host: the render's launches overlap the regression."""
+    from eg3d_regressor_plugin import cameras
+    from eg3d_regressor_plugin.invert import Inverter
+    graphed, eager = Inverter(G_cuda, tiny_regressor, device='cuda'), Inverter(G_cuda, tiny_regressor, 'cuda', False)
+    x = torch.rand(1, 3, 128, 128, device='cuda') * 2 - 1
+    for pose in ['predicted', 'frontal', (0.3, -0.1)]:
+        out, ref = graphed(x, pose=pose), eager(x, pose=pose)
+        for k in ('w', 'yaw', 'pitch', 'c'):
+            assert torch.allclose(out[k], ref[k], atol=1e-5), (pose, k)
+    assert len(graphed._infer.graphs) == 1 and not graphed._infer.failed
+    cpu = Inverter(tiny_G, tiny_regressor)(x.cpu())
+    _close(graphed(x)['c'], cpu['c'], 1e-3)
+    yaw, pitch = torch.full((1,), 0.2, device='cuda'), torch.zeros(1, device='cuda')
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        with pytest.raises(RuntimeError):  # the check works: EG3D's sampler, run eagerly, copies from the host
+            cameras.pose_to_label(yaw, pitch, device='cuda')
+        out = graphed(x)
+        cameras.label_function(1, 'cuda')(yaw, pitch)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert out['c'].shape == (1, 25)

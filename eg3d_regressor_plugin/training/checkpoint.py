@@ -233,32 +233,37 @@ class Predictor:
         self.num_ws, self.w_dim = self.model.num_ws, self.model.w_dim
         # Without gradients on a GPU the forward pass replays as a CUDA graph (kernel launches
         # dominate a regressor at batch 1); cuda_graph=False runs it eagerly.
-        self._forward = GraphedCall(self._forward_eager) if cuda_graph else self._forward_eager
+        self._forward = GraphedCall(self.forward_eager) if cuda_graph else self.forward_eager
 
-    def _forward_eager(self, img):
+    def forward_eager(self, img):
+        """Images [N, 3, H, W] (float32, on the device) -> dict(w, pose), never graphed."""
         out = self.model(resize_input(img, self.input_resolution))
         return dict(w=denormalize_w(out['w'], self.w_stats), pose=out['pose'])
+
+    def as_batch(self, img):
+        """[N, 3, H, W] or [3, H, W] -> float32 [N, 3, H, W] on the device."""
+        if img.ndim == 3:
+            img = img.unsqueeze(0)
+        if img.ndim != 4 or img.shape[1] != 3:
+            raise ValueError(f'expected images [N, 3, H, W], got {list(img.shape)}')
+        return img.to(self.device, torch.float32)
 
     def regress(self, img, grad=False):
         """[N, 3, H, W] (or [3, H, W]) in [-1, 1] -> (w [N, num_ws, w_dim], pose [N, 2]). Resizes
         with antialiased bilinear interpolation; with grad=True gradients flow to the image and
         the weights."""
-        if img.ndim == 3:
-            img = img.unsqueeze(0)
-        if img.ndim != 4 or img.shape[1] != 3:
-            raise ValueError(f'expected images [N, 3, H, W], got {list(img.shape)}')
         with torch.set_grad_enabled(grad):
-            out = self._forward(img.to(self.device, torch.float32))
+            out = self._forward(self.as_batch(img))
             return out['w'], out['pose']
 
     def __call__(self, img):
         return self.regress(img, grad=False)
 
 
-def load_regressor(path, G=None, device='cpu') -> Predictor:
+def load_regressor(path, G=None, device='cpu', cuda_graph=True) -> Predictor:
     """Load a regressor checkpoint; with G, refuse it unless it was trained for G."""
     ckpt = load_checkpoint(path, map_location='cpu')
     if G is not None:
         from .. import eg3d  # lazily: this module works without an EG3D checkout
         eg3d.check_identity(ckpt['generator'], G, what=f'regressor {path}')
-    return Predictor(ckpt, device=device, path=path)
+    return Predictor(ckpt, device=device, path=path, cuda_graph=cuda_graph)
