@@ -106,12 +106,19 @@ def eg3d_root():
 
 
 def eg3d_commit(root: Path):
-    """The checkout's git commit, or None when it is no git checkout (an archive, say)."""
+    """The checkout's git commit, or None when it is no git checkout (an archive, say). An
+    unpacked copy inside some other repository (a project's ignored folder) is no checkout: git
+    would answer with that repository's commit."""
     try:
-        out = subprocess.run(['git', '-C', str(root), 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else None
+        out = subprocess.run(['git', '-C', str(root), 'rev-parse', '--show-toplevel', 'HEAD'], capture_output=True,
+                             text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2:
+        return None
+    root = Path(root).resolve()
+    return lines[1] if Path(lines[0]).resolve() in (root, root.parent) else None  # the repo holds eg3d/ or is it
 
 #----------------------------------------------------------------------------
 # Run-time compatibility fixes (patches/ holds the same fixes as patch files).

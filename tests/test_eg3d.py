@@ -231,3 +231,30 @@ def test_doctor_exits_zero():
     proc = run_cli('doctor', '--device', 'cpu')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'EG3D:' in proc.stdout and 'render:  ok' in proc.stdout
+
+
+def test_eg3d_commit_only_for_eg3d_own_repository(tmp_path):
+    """The commit of a git checkout of EG3D (code folder eg3d/ in it, or the repository itself);
+    none for an archive, or a copy unpacked inside another project's repository."""
+    import os
+    import shutil
+    import subprocess
+    if shutil.which('git') is None:
+        pytest.skip('needs git')
+
+    def commit_all(repo):
+        env = dict(GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@t', GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@t')
+        for args in (['init', '-q'], ['add', '-A'], ['commit', '-q', '-m', 'x']):
+            subprocess.run(['git', '-C', str(repo), *args], check=True, env={**os.environ, **env})
+        return subprocess.run(['git', '-C', str(repo), 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip()
+
+    code = tmp_path / 'eg3d' / 'eg3d'
+    code.mkdir(parents=True)
+    (code / 'camera_utils.py').write_text('')
+    assert bridge.eg3d_commit(code) is None  # not under git
+    head = commit_all(tmp_path / 'eg3d')
+    assert bridge.eg3d_commit(code) == head and bridge.eg3d_commit(tmp_path / 'eg3d') == head
+    project = tmp_path / 'project'
+    shutil.copytree(tmp_path / 'eg3d' / 'eg3d', project / '.eg3d' / 'eg3d' / 'eg3d')
+    commit_all(project)
+    assert bridge.eg3d_commit(project / '.eg3d' / 'eg3d' / 'eg3d') is None
