@@ -100,9 +100,15 @@ def untrained_regressor(G, arch='unet', input_resolution=256, path=None, **arch_
 
 
 # learning_curve.py's defaults for training on a CPU, which speedup.py and refine.py train their
-# regressor with too (see learning_curve.py for why).
+# regressor with too (see learning_curve.py for why); CPU_INPUT_RES gives an architecture its own
+# input resolution.
 CPU_TRAINING = dict(input_res=32, single_w=True, lr_rampdown=0.5)
+CPU_INPUT_RES = dict(vit=64)
 CPU_PAIRS = 2400
+
+
+def cpu_input_res(arch):
+    return CPU_INPUT_RES.get(arch, CPU_TRAINING['input_res'])
 
 
 def training_set(G, pairs, resolution=64):
@@ -131,10 +137,11 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS
         return Path(regressor)
     from eg3d_regressor_plugin.training.training_loop import training_loop
     ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
-    opts = CPU_TRAINING
+    opts = dict(CPU_TRAINING, input_res=cpu_input_res(arch))
     # "-std": networks standardise their input since then; older cached regressors are not reused.
-    run_dir = CACHE / (f'train-{arch}-{opts["input_res"]}px{"-single" if opts["single_w"] else ""}-std-{kimg:g}kimg-'
-                       f'{pairs}pairs-{ident}')
+    # A UNet's key names its head ("-full" since that became the default).
+    run_dir = CACHE / (f'train-{arch}-{opts["input_res"]}px{"-single" if opts["single_w"] else ""}-std'
+                       f'{"-full" if arch == "unet" else ""}-{kimg:g}kimg-{pairs}pairs-{ident}')
     final = sorted(run_dir.glob('regressor-snapshot-*.pt')) if run_dir.is_dir() else []
     if final and (run_dir / 'done').is_file():
         return final[-1]

@@ -8,12 +8,14 @@ once at the start (`eg3d-regress dataset`'s code, as the seed trained on a fixed
 rendering time is reported beside), or with --pairs 0 on pairs rendered on the fly; the
 validation set (the same held-out seeds for all) is evaluated every tick.
 
-Settings for a CPU (the defaults; each is an option): 32 px input (the tiny preset's renders
-hold little more at 64, and a CPU trains ~2x more pairs per second), a single w for all levels
-(EG3D's mapping network broadcasts one w to every level, so synthetic targets are in W; W+
-heads cost the pSp encoder half its speed), the learning rate ramped down over the last half
-of the budget. Below 64 px input the networks take ViT patches of 8 px and three UNet
-downsamplings by themselves.
+Settings for a CPU (the defaults; each is an option): 32 px input for the UNet and the pSp
+encoder (a CPU trains them ~4x more pairs per second than at 64 px, and 64 px did not pay that
+back in 150 s), 64 px for the ViT (its 16-px patches of a 64-px image cost what 8-px patches of a
+32-px image do, and see every pixel: 0.46x against 0.51-0.54x the baseline, two seeds each), a
+single w for all levels (EG3D's mapping network broadcasts one w to every level, so synthetic
+targets are in W; W+ heads cost the pSp encoder half its speed), the learning rate ramped down
+over the last half of the budget. Below 64 px input the networks take ViT patches of 8 px and
+three UNet downsamplings by themselves.
 
     python benchmarks/learning_curve.py                 # 2400 pairs + 3 archs x 2.5 minutes (under 15 minutes)
     python benchmarks/learning_curve.py --quick         # 3 archs x 10 s on the fly (under 2 minutes: most of it renders)
@@ -35,6 +37,7 @@ TARGET = 0.5
 
 def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
     """Train one architecture for `seconds` of training time; returns its row and curve."""
+    opts = dict(opts, input_res=opts['input_res'] or common.cpu_input_res(arch))
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
         model = training_loop(run_dir, str(network_pkl), arch=arch, kimg=1e6,
@@ -64,7 +67,8 @@ def run_arch(arch, network_pkl, seconds, device, eg3d, opts):
 @click.option('--lr', type=float, default=None, help='Learning rate  [default: train\'s]')
 @click.option('--lr-rampdown', type=float, default=common.CPU_TRAINING['lr_rampdown'], show_default=True,
               help='Ramp-down fraction of the budget')
-@click.option('--input-res', type=int, default=common.CPU_TRAINING['input_res'], show_default=True, help='Input resolution')
+@click.option('--input-res', type=int, default=None,
+              help='Input resolution of every architecture  [default: 64 for vit, 32 for the others]')
 @click.option('--single-w/--w-plus', default=common.CPU_TRAINING['single_w'], show_default=True,
               help='Predict one w, or one per level')
 @click.option('--val-seeds', type=int, default=64, show_default=True, help='Number of held-out pairs')
@@ -109,9 +113,10 @@ def main(network, archs, minutes, pairs, batch, lr, lr_rampdown, input_res, sing
     met = [r['arch'] for r in rows if r['meets_target']]
     print(f'\nTarget (held-out latent L1 <= {TARGET} x mean-w baseline): '
           + (f'met by {", ".join(met)}' if met else 'NOT met by any architecture'))
+    settings = dict(opts, input_res={r['arch']: r['config']['input_resolution'] for r in rows}, seconds=seconds,
+                    val_seeds=len(opts['val_seeds']), pairs=pairs, pairs_render_s=render_s)
     result = dict(benchmark='learning_curve', machine=common.machine(device), target_ratio=TARGET,
-                  network=str(network or 'tiny preset, seed 0'), settings=dict(opts, seconds=seconds, val_seeds=len(opts['val_seeds']),
-                                                                            pairs=pairs, pairs_render_s=render_s),
+                  network=str(network or 'tiny preset, seed 0'), settings=settings,
                   rows=rows, curves=curves, target_met_by=met)
     print(f'Wrote {common.save(save_as, result, quick)}')
 

@@ -183,19 +183,23 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     assert 'latent statistics' in _user_error(load_regressor, path)
 
 
-def test_unet_checkpoint_from_before_residual_blocks_loads_as_plain(tmp_path):
-    # UNet checkpoints written before `block` existed have plain double convs and no `block` key.
-    model = _model('unet', block='plain')
+@pytest.mark.parametrize('missing', [('block', 'head'), ('head',)])
+def test_unet_checkpoint_from_before_an_option_loads_as_built(tmp_path, missing):
+    # UNet checkpoints written before `block` existed have plain double convs and the strided
+    # head, with neither key; those written before `head` existed have the strided head.
+    former = dict(block='plain', head='strided')
+    model = _model('unet', **{k: former[k] for k in missing})
     path = tmp_path / 'a.pt'
     save_checkpoint(path, model, _stats(), FAKE_GENERATOR)
     ckpt = load_checkpoint(path)
-    del ckpt['config']['block']
+    for key in missing:
+        del ckpt['config'][key]
     old = build_from_checkpoint(ckpt)
-    assert old.config['block'] == 'plain'
+    assert old.config == model.config
     x = _images(2, 64)
     with torch.no_grad():
         assert torch.equal(old(x)['w'], model.eval()(x)['w'])
-    assert _model('unet').config['block'] == 'residual'  # what new ones get
+    assert _model('unet').config['block'] == 'residual' and _model('unet').config['head'] == 'full'  # new ones
 
 
 def test_checkpoint_without_input_statistics_loads_as_identity(tmp_path):

@@ -77,6 +77,27 @@ def test_unet_blocks(block):
     assert any('skip' in name for name, _ in model.named_parameters()) == (block == 'residual')
 
 
+@pytest.mark.parametrize('resolution', [32, 64, 256])
+def test_unet_heads(resolution):
+    """'full' reads the whole head map with one convolution once it is at most 8 x 8 (after
+    strided convs for larger maps); 'strided' halves it down to 1 x 1 (pSp's map-to-style)."""
+    for head in networks.UNET_HEADS:
+        torch.manual_seed(0)
+        model = build_regressor('unet', num_ws=6, w_dim=32, input_resolution=resolution, head=head, **SMALL['unet'])
+        out = model(_images(2, resolution))
+        assert out['w'].shape == (2, 6, 32)
+        (out['w'] - 1).abs().mean().backward()
+        assert all(p.grad is not None for name, p in model.named_parameters() if not name.startswith('pose_head'))
+        convs = [m for m in model.head if isinstance(m, torch.nn.Conv2d)]
+        size = resolution // 2 ** (model.config['depth'] - model.config['up_steps'])
+        if head == 'full':
+            strided = max(0, (size // 8).bit_length() - 1)  # halvings down to 8 x 8
+            assert len(convs) == strided + 1 and convs[-1].kernel_size == (min(size, 8),) * 2
+        else:
+            assert all(c.stride == (2, 2) and c.kernel_size == (3, 3) for c in convs) and len(convs) == size.bit_length() - 1
+    assert build_regressor('unet', input_resolution=64).config['head'] == 'full'  # the default
+
+
 @pytest.mark.parametrize('arch', ARCHS)
 def test_rebuild_from_config(arch):
     torch.manual_seed(0)
