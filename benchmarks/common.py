@@ -132,16 +132,20 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS
     """The checkpoint to measure: --regressor when given, else one trained here for `kimg` thousand
     pairs shown from a fixed set of `pairs` rendered pairs (0: rendered on the fly) with the
     project's own training loop, with learning_curve.py's CPU settings (cached by generator,
-    architecture and budget, so the scripts share it). Returns its path."""
+    network configuration and budget, so the scripts share it). Returns its path."""
     if regressor:
         return Path(regressor)
+    from eg3d_regressor_plugin.training.networks import build_regressor
     from eg3d_regressor_plugin.training.training_loop import training_loop
     ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
     opts = dict(CPU_TRAINING, input_res=cpu_input_res(arch))
-    # "-std": networks standardise their input since then; older cached regressors are not reused.
-    # A UNet's key names its head ("-full" since that became the default).
-    run_dir = CACHE / (f'train-{arch}-{opts["input_res"]}px{"-single" if opts["single_w"] else ""}-std'
-                       f'{"-full" if arch == "unet" else ""}-{kimg:g}kimg-{pairs}pairs-{ident}')
+    # The key hashes the network's resolved configuration, so that a regressor cached before a
+    # default changed (a UNet head, a size preset) is not reused; "-std": networks standardise
+    # their input since then.
+    config = build_regressor(arch, num_ws=G.backbone.num_ws, w_dim=G.w_dim, input_resolution=opts['input_res'],
+                             single_w=opts['single_w']).config
+    config_sha = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    run_dir = CACHE / f'train-{arch}-{config_sha}-std-{kimg:g}kimg-{pairs}pairs-{ident}'
     final = sorted(run_dir.glob('regressor-snapshot-*.pt')) if run_dir.is_dir() else []
     if final and (run_dir / 'done').is_file():
         return final[-1]

@@ -120,15 +120,16 @@ def test_built_custom_op_is_imported(eg3d_root, monkeypatch, tmp_path):
         loads.append(name)
         return built
     monkeypatch.setattr(torch.utils.cpp_extension, 'load', load)
-    real_load = torch.utils.cpp_extension.load
+    unwrapped = torch.utils.cpp_extension.load
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error')  # no fallback warning
             assert bias_act._init() is True
         assert bias_act._plugin is built and loads == ['bias_act_plugin']
-        assert torch.utils.cpp_extension.load is real_load  # only patched while building
+        assert torch.utils.cpp_extension.load is unwrapped  # only wrapped while building
     finally:
         sys.modules.pop('bias_act_plugin', None)
+
 
 @pytest.mark.eg3d
 def test_presets_build_with_expected_shapes(eg3d_root):
