@@ -25,7 +25,7 @@ CACHE = HERE / '.cache'  # built generators and quickly trained regressors, reus
 
 sys.path.insert(0, str(REPO))  # run from a fresh clone without installing
 
-from eg3d_regressor_plugin import eg3d as eg3d_bridge  # noqa: E402
+from eg3d_regressor_plugin import bridge, devices, fingerprint, presets  # noqa: E402
 from eg3d_regressor_plugin import render as rendering  # noqa: E402
 
 
@@ -72,15 +72,15 @@ def timed(fn, device):
 def generator(network=None, preset='tiny', device='cpu', eg3d=None):
     """(G, path of its network pickle): loaded from --network, or built from a preset (seed 0)
     and cached as a pickle, so that subprocesses (`gen`) can load the same generator."""
-    eg3d_bridge.import_eg3d(eg3d)
+    bridge.import_eg3d(eg3d)
     if network:
-        return eg3d_bridge.load_generator(network, device=device), Path(network)
-    recipe = repr((eg3d_bridge.PRESETS.get(preset), eg3d_bridge.STYLE_GAIN, eg3d_bridge.DENSITY_BIAS))
+        return bridge.load_generator(network, device=device), Path(network)
+    recipe = repr((presets.PRESETS.get(preset), presets.STYLE_GAIN, presets.DENSITY_BIAS))
     path = CACHE / f'{preset}-seed0-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}.pkl'  # rebuilt when a preset changes
     if path.is_file():
-        return eg3d_bridge.load_generator(path, device=device), path
-    G, D = eg3d_bridge.build_networks(preset, seed=0, w_avg_samples=2000)
-    eg3d_bridge.save_network_pkl(path, G, D)
+        return bridge.load_generator(path, device=device), path
+    G, D = presets.build_networks(preset, seed=0, w_avg_samples=2000)
+    presets.save_network_pkl(path, G, D)
     return G.to(device), path
 
 
@@ -94,8 +94,8 @@ def untrained_regressor(G, arch='unet', input_resolution=256, path=None, **arch_
                             **arch_kwargs)
     w_avg = G.backbone.mapping.w_avg.detach().cpu().float()
     stats = dict(center=w_avg.reshape(1, -1).repeat(G.backbone.num_ws, 1), scale=torch.ones(G.backbone.num_ws, G.w_dim))
-    path = Path(path or CACHE / f'untrained-{arch}-{input_resolution}-{eg3d_bridge.generator_identity(G)["w_avg_sha"]}.pt')
-    save_checkpoint(path, model.eval(), stats, eg3d_bridge.generator_identity(G))
+    path = Path(path or CACHE / f'untrained-{arch}-{input_resolution}-{fingerprint.generator_fingerprint(G)["w_avg_sha"]}.pt')
+    save_checkpoint(path, model.eval(), stats, fingerprint.generator_fingerprint(G))
     return path
 
 
@@ -117,7 +117,7 @@ def training_set(G, pairs, resolution=64):
     the seed trained on. Cached by generator and size; the seconds are those its rendering took,
     when it was rendered. Regressors with a smaller input are fed it resized."""
     from eg3d_regressor_plugin.dataset_tool import default_workers, make_dataset_zip
-    path = CACHE / f'pairs-{eg3d_bridge.generator_identity(G)["w_avg_sha"]}-{pairs}-{resolution}px.zip'
+    path = CACHE / f'pairs-{fingerprint.generator_fingerprint(G)["w_avg_sha"]}-{pairs}-{resolution}px.zip'
     took = path.with_suffix('.seconds')
     if not (path.is_file() and took.is_file()):
         print(f'Rendering {pairs} training pairs at {resolution} px (cached in {path})...', flush=True)
@@ -137,7 +137,7 @@ def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS
         return Path(regressor)
     from eg3d_regressor_plugin.training.networks import build_regressor
     from eg3d_regressor_plugin.training.training_loop import training_loop
-    ident = eg3d_bridge.generator_identity(G)['w_avg_sha']
+    ident = fingerprint.generator_fingerprint(G)['w_avg_sha']
     opts = dict(CPU_TRAINING, input_res=cpu_input_res(arch))
     # The key hashes the network's resolved configuration, so that a regressor cached before a
     # default changed (a UNet head, a size preset) is not reused; "-std": networks standardise
@@ -193,7 +193,7 @@ def regressor_options(pairs=CPU_PAIRS):
 
 def measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d):
     """(device, G, its pickle, the regressor checkpoint) for regressor_options' values."""
-    device = eg3d_bridge.get_device(device)
+    device = devices.get_device(device)
     G, pkl = generator(network, preset, device=device, eg3d=eg3d)
     reg = trained_regressor(G, pkl, regressor, kimg=train_kimg or (0.032 if quick else 60), pairs=train_pairs,
                             device=device, eg3d=eg3d)
@@ -203,7 +203,7 @@ def measured(preset, network, regressor, train_kimg, train_pairs, device, quick,
 def jitter_floor(G, sample, seed=rendering.SEED + 1):
     """PSNR (dB) of the true w of a held_out sample rendered with another ray-sampling seed: what
     EG3D's random depth jitter alone costs."""
-    from eg3d_regressor_plugin.io import to_uint8
+    from eg3d_regressor_plugin.images import to_uint8
     from eg3d_regressor_plugin.metrics import psnr
     img = rendering.render(G, sample['w'], sample['c'], seed=seed)['image'].clamp(-1, 1)
     return float(psnr(sample['img'], to_uint8(img)[0]))
@@ -218,7 +218,7 @@ def held_out(G, seeds):
     jitters its depth samples at random: at another seed the true w itself scores only ~46 dB on
     the tiny preset (12 + 12 samples per ray; see jitter_floor), and any PSNR above that would be
     fitting the jitter, not finding w."""
-    from eg3d_regressor_plugin.io import to_uint8
+    from eg3d_regressor_plugin.images import to_uint8
     from eg3d_regressor_plugin.training.data import PairSampler
     sampler = PairSampler(G, resolution=G.img_resolution)
     out = []

@@ -22,7 +22,7 @@ import click
 import psutil
 
 import common
-from eg3d_regressor_plugin.io import save_image
+from eg3d_regressor_plugin.files import save_image
 
 TARGET_GB, TARGET_RES = 2.0, 256
 

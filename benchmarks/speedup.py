@@ -23,7 +23,7 @@ import numpy as np
 import common
 from eg3d_regressor_plugin import cameras, render
 from eg3d_regressor_plugin.invert import Inverter
-from eg3d_regressor_plugin.io import to_uint8
+from eg3d_regressor_plugin.images import to_uint8
 from eg3d_regressor_plugin.metrics import latent_errors, psnr
 from eg3d_regressor_plugin.optimize import OPTIMIZERS, optimize_w, w_avg_init
 

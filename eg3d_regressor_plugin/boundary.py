@@ -9,7 +9,7 @@ import numpy as np
 from . import __version__
 from . import latent_interp as li
 from .errors import UserError
-from .options import device_option, eg3d_option
+from .options import Command, device_option, eg3d_option
 from .sample_codes import read_fingerprint
 
 
@@ -17,7 +17,7 @@ def _fmt(acc):
     return 'n/a' if acc is None else f'{acc:.4f}'
 
 
-@click.command('boundary')
+@click.command('boundary', cls=Command)
 @click.option('--codes', 'codes_dir', required=True, metavar='DIR', help='Folder of the codes (sample-codes output)')
 @click.option('--scores', 'scores_csv', required=True, metavar='CSV',
               help='code_path,score rows (paths relative to the CSV or to --codes)')
@@ -64,9 +64,9 @@ def boundary(codes_dir, scores_csv, out, attribute, space, ratio, split_ratio, s
         raise UserError(f'--codes {codes_dir}: no such folder')
     fingerprint = read_fingerprint(codes_dir)
     if network_pkl is not None:
-        from . import eg3d as eg3d_bridge
-        G = eg3d_bridge.load_generator(network_pkl, device=eg3d_bridge.get_device(device), eg3d=eg3d)
-        actual = eg3d_bridge.generator_identity(G)
+        from . import bridge, devices, fingerprint
+        G = bridge.load_generator(network_pkl, device=devices.get_device(device), eg3d=eg3d)
+        actual = fingerprint.generator_fingerprint(G)
         if fingerprint is not None and fingerprint != actual:
             diffs = ', '.join(f'{k} {fingerprint.get(k)} != {v}' for k, v in actual.items() if fingerprint.get(k) != v)
             raise UserError(f'the codes in {codes_dir} were sampled from another generator than {network_pkl} ({diffs})')

@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import eg3d as eg3d_bridge
+from . import bridge, devices
 from . import metrics as M
 from . import render
 from .errors import UserError, extra_available
-from .io import atomic_path, image_grid, save_image, to_uint8
-from .options import device_option, eg3d_option, parse_range, refine_options
+from .files import atomic_path, save_image
+from .images import image_grid, to_uint8
+from .options import Command, device_option, eg3d_option, parse_range, refine_options
 
 DEFAULT_SEEDS = '1000-1063'
 
@@ -175,7 +176,7 @@ def _jsonable(x):
 
 #----------------------------------------------------------------------------
 
-@click.command('eval')
+@click.command('eval', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
 @click.option('--regressor', 'regressor_path', required=True, metavar='PT', help='Regressor checkpoint')
 @click.option('--seeds', default=None, metavar='LIST',
@@ -214,7 +215,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     python -m eg3d_regressor_plugin.calc_metrics --network=ffhq512-128.pkl --regressor=regressor.pt \\
         --images=photos/ --seeds=1000-1015 --refine-steps=50 --outdir=eval
     """
-    from .io import check_outdir
+    from .files import check_outdir
     # Synthetic seeds by default; only photos when --images is given without --seeds.
     seed_list = parse_range(seeds) if seeds is not None else ([] if images_spec else parse_range(DEFAULT_SEEDS))
     paths = []
@@ -227,8 +228,8 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     if outdir is None:
         outdir = Path(regressor_path).parent / f'eval-{Path(regressor_path).stem}'
     check_outdir(outdir)
-    device = eg3d_bridge.get_device(device)
-    G = eg3d_bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
+    device = devices.get_device(device)
+    G = bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
     from .invert import Inverter
     inverter = Inverter(G, regressor_path, device=device)
     w_std = inverter.predictor.w_stats['scale']

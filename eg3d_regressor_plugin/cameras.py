@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import eg3d as _eg3d
+from . import bridge
 
 # FFHQ's labels use this normalised focal length (EG3D's gen_videos.py); FOV_to_intrinsics(18.837)
 # gives 4.2634 instead.
@@ -28,7 +28,7 @@ FFHQ_YAW_MAX, FFHQ_PITCH_MAX = 0.8, 0.4
 
 
 def _camera_utils():
-    _eg3d.import_eg3d()
+    bridge.import_eg3d()
     import camera_utils
     return camera_utils
 

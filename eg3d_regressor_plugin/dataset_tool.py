@@ -32,10 +32,11 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from . import eg3d as eg3d_bridge
+from . import bridge, devices, fingerprint
 from .errors import UserError
-from .io import atomic_path, to_uint8
-from .options import device_option, eg3d_option
+from .files import atomic_path
+from .images import to_uint8
+from .options import Command, device_option, eg3d_option
 from .training import data
 
 SETTINGS = 'settings.json'
@@ -134,8 +135,8 @@ def _worker(g_bytes, eg3d_root, sampler_args, seed, todo, partial, threads, queu
     """A spawned rendering process: its own copy of G, `threads` threads, shards `todo`."""
     try:
         torch.set_num_threads(threads)
-        eg3d_bridge.import_eg3d(eg3d_root)
-        G = eg3d_bridge.prepare_generator(pickle.loads(g_bytes))
+        bridge.import_eg3d(eg3d_root)
+        G = bridge.prepare_generator(pickle.loads(g_bytes))
         with torch.no_grad():
             _render_shards(data.PairSampler(G, *sampler_args), seed, todo, Path(partial), lambda n: queue.put(n))
     except BaseException as e:  # reported to the parent, which stops the others
@@ -154,7 +155,7 @@ def _render_parallel(G, sampler, seed, todo, partial, workers, bar):
     ctx = multiprocessing.get_context('spawn')  # fork after torch started its thread pools can hang
     queue = ctx.Queue()
     args = (sampler.resolution, sampler.trunc_range, sampler.cond_pose)
-    procs = [ctx.Process(target=_worker, args=(g_bytes, str(eg3d_bridge.eg3d_root()), args, seed, todo[k::workers],
+    procs = [ctx.Process(target=_worker, args=(g_bytes, str(bridge.eg3d_root()), args, seed, todo[k::workers],
                                                str(partial), threads, queue), daemon=True) for k in range(workers)]
     for p in procs:
         p.start()
@@ -195,7 +196,7 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
     if not 8 <= resolution <= 4096:
         raise UserError(f'--resolution {resolution}: expected 8 to 4096')
     sampler = data.PairSampler(G, resolution, trunc_range, cond_pose)
-    settings = dict(generator=eg3d_bridge.generator_identity(G), seed=seed, trunc_range=list(sampler.trunc_range),
+    settings = dict(generator=fingerprint.generator_fingerprint(G), seed=seed, trunc_range=list(sampler.trunc_range),
                     cond_pose=cond_pose, resolution=resolution, z_sampling='np.random.RandomState(derive_seed(seed, i))')
     partial = dest.parent / f'.{dest.name}.partial'
     if partial.is_dir() and (partial / SETTINGS).is_file():
@@ -227,7 +228,7 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
     return dest
 
 
-@click.command('dataset')
+@click.command('dataset', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
 @click.option('--count', type=int, required=True, help='Number of pairs to render')
 @click.option('--dest', required=True, metavar='ZIP', help='Output dataset zip')
@@ -256,8 +257,8 @@ def make_dataset(network_pkl, count, dest, seed, trunc_range, cond_pose, batch, 
         raise UserError(f'--dest {dest} already exists; delete it or choose another name')
     if workers is not None and workers < 1:
         raise UserError(f'--workers {workers}: must be at least 1')
-    dev = eg3d_bridge.get_device(device)
-    G = eg3d_bridge.load_generator(network_pkl, device=dev, eg3d=eg3d)
+    dev = devices.get_device(device)
+    G = bridge.load_generator(network_pkl, device=dev, eg3d=eg3d)
     with torch.no_grad():
         out = make_dataset_zip(G, dest, count, seed, trunc, batch, resolution, cond_pose, network=network_pkl,
                                workers=workers or default_workers(dev))

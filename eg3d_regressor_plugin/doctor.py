@@ -6,12 +6,12 @@ import click
 import torch
 
 from . import __version__
-from . import eg3d as eg3d_bridge
+from . import bridge, devices, presets
 from .errors import EXTRAS, UserError, extra_available
-from .options import device_option, eg3d_option
+from .options import Command, device_option, eg3d_option
 
 
-@click.command('doctor')
+@click.command('doctor', cls=Command)
 @eg3d_option
 @device_option
 def doctor(eg3d, device):
@@ -24,27 +24,27 @@ def doctor(eg3d, device):
     problems = []
     click.echo(f'eg3d-regressor-plugin {__version__}, Python {platform.python_version()}, torch {torch.__version__}')
     try:
-        root = eg3d_bridge.import_eg3d(eg3d)
+        root = bridge.import_eg3d(eg3d)
     except UserError as e:
         click.echo(f'EG3D:    NOT FOUND: {e.message}')
         raise SystemExit(1)
-    commit = eg3d_bridge.eg3d_commit(root)
-    pinned = '' if commit is None else (' (the pinned commit)' if commit == eg3d_bridge.PINNED_COMMIT
-                                        else f' (not the pinned {eg3d_bridge.PINNED_COMMIT[:7]})')
+    commit = bridge.eg3d_commit(root)
+    pinned = '' if commit is None else (' (the pinned commit)' if commit == bridge.PINNED_COMMIT
+                                        else f' (not the pinned {bridge.PINNED_COMMIT[:7]})')
     click.echo(f'EG3D:    {root}, commit {commit or "unknown (not a git checkout)"}{pinned}')
-    for fix in eg3d_bridge.applied_fixes():
+    for fix in bridge.applied_fixes():
         click.echo(f'  fix:   {fix}')
     try:
-        dev = eg3d_bridge.get_device(device)
+        dev = devices.get_device(device)
     except UserError as e:
         click.echo(f'device:  {e.message}')
         raise SystemExit(1)
     cuda = f'{torch.cuda.get_device_name(dev)}' if dev.type == 'cuda' else 'no CUDA device in use'
     click.echo(f'device:  {dev} ({cuda}; CUDA available: {torch.cuda.is_available()})')
-    for op, status in eg3d_bridge.custom_ops_status(dev).items():
+    for op, status in bridge.custom_ops_status(dev).items():
         click.echo(f'  op:    {op}: {status}')
     try:
-        G, _ = eg3d_bridge.build_networks('tiny', w_avg_samples=0)
+        G, _ = presets.build_networks('tiny', w_avg_samples=0)
         with torch.no_grad():
             from .cameras import frontal_label
             c = frontal_label(1, device=dev)

@@ -12,12 +12,13 @@ import torch
 from tqdm import tqdm
 
 from . import cameras
-from . import eg3d as eg3d_bridge
+from . import bridge, devices
 from . import latent_interp as li
 from . import render
 from .errors import UserError, require_extra
-from .io import atomic_dir, check_outdir, image_grid, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option, parse_floats, shape_options, video_options
+from .files import atomic_dir, check_outdir, save_image, save_npy
+from .images import image_grid, to_uint8
+from .options import Command, device_option, eg3d_option, parse_floats, shape_options, video_options
 
 #----------------------------------------------------------------------------
 # Inputs: an image (through the regressor) or a code file, and the camera to render it at.
@@ -140,7 +141,7 @@ def alpha_tag(i, alpha):
 
 #----------------------------------------------------------------------------
 
-@click.command('edit')
+@click.command('edit', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
 @click.option('--image', 'image', metavar='FILE', help='Face image to edit (needs --regressor)')
 @click.option('--w', 'w_path', metavar='NPY', help='Latent code to edit: [1,14,512] (gen\'s w.npy) or [1,512]')
@@ -197,8 +198,8 @@ def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, laye
         require_extra('video')
     check_outdir(outdir)
 
-    device = eg3d_bridge.get_device(device)
-    G = eg3d_bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
+    device = devices.get_device(device)
+    G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
     num_ws, w_dim = int(G.backbone.num_ws), int(G.w_dim)
     boundary, meta = li.load_boundary(boundary_path, G=G)
     level_list = li.parse_layers(layers if layers is not None else meta.get('layers'), num_ws)

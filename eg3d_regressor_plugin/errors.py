@@ -1,10 +1,10 @@
-"""The one error type for a user's mistake, and the optional extras: click prints a
-UserError as one line on stderr and exits non-zero."""
+"""The one error type for a user's mistake, and the optional extras.
+
+Library code raises UserError (a ValueError) with a message that names the parameter or file at
+fault; the commands turn it into one line on stderr and a non-zero exit (options.Command)."""
 
 import importlib
 import importlib.util
-
-import click
 
 # extra name -> (import name, pip package) for every optional dependency; setup.cfg lists the same.
 EXTRAS = {
@@ -15,10 +15,14 @@ EXTRAS = {
 }
 
 
-class UserError(click.ClickException):
-    """A mistake the user can fix (missing file, wrong network, bad option value)."""
+class UserError(ValueError):
+    """A mistake the user can fix (missing file, wrong network, bad value)."""
 
     exit_code = 2
+
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 def extra_available(extra: str) -> bool:
@@ -34,3 +38,17 @@ def require_extra(extra: str, module: str = None):
     except ImportError as e:
         pkgs = ' '.join(p for _, p in EXTRAS[extra])
         raise UserError(f'this needs the "{extra}" extra ({e}); install it with: pip install {pkgs}') from None
+
+
+def check_file(path, what):
+    """Refuse a path that is missing, a folder or empty, naming `what` it should have been (e.g.
+    'network pickle'); returns it as a pathlib.Path."""
+    from pathlib import Path
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f'{what} not found: {p} (no such file)')
+    if not p.is_file():
+        raise UserError(f'{what} {p} is a folder, not a file' if p.is_dir() else f'{what} {p} is not a file')
+    if p.stat().st_size == 0:
+        raise UserError(f'{what} {p} is empty (0 bytes)')
+    return p

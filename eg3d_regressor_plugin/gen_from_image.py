@@ -13,11 +13,12 @@ import torch
 from tqdm import tqdm
 
 from . import cameras
-from . import eg3d as eg3d_bridge
+from . import bridge, devices
 from . import render
 from .errors import UserError
-from .io import atomic_dir, check_outdir, image_grid, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option, refine_options, shape_options
+from .files import atomic_dir, check_outdir, save_image, save_npy
+from .images import image_grid, to_uint8
+from .options import Command, device_option, eg3d_option, refine_options, shape_options
 
 #----------------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, sha
 
 #----------------------------------------------------------------------------
 
-@click.command('gen')
+@click.command('gen', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle (path or URL)')
 @click.option('--regressor', 'regressor_path', required=True, metavar='PT', help='Regressor checkpoint trained for this network')
 @click.option('--image', 'image_spec', required=True, metavar='PATH|DIR|GLOB', help='Image file, folder of images or glob pattern')
@@ -183,8 +184,8 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
         require_extra('video')
     if perceptual and not refine_steps:
         raise UserError('--perceptual only applies to --refine-steps; set a number of steps')
-    device = eg3d_bridge.get_device(device)
-    G = eg3d_bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
+    device = devices.get_device(device)
+    G = bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
     from .invert import Inverter, load_input
     inverter = Inverter(G, regressor_path, device=device)
     if perceptual:

@@ -7,17 +7,17 @@ import click
 import torch
 
 from . import cameras
-from . import eg3d as eg3d_bridge
+from . import bridge, devices
 from . import latent_interp as li
 from . import render
 from .edit import Sources, pingpong, write_json, write_sequence
 from .errors import require_extra
-from .io import atomic_dir, check_outdir
-from .options import device_option, eg3d_option, shape_options, video_options
+from .files import atomic_dir, check_outdir
+from .options import Command, device_option, eg3d_option, shape_options, video_options
 
 #----------------------------------------------------------------------------
 
-@click.command('interp')
+@click.command('interp', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
 @click.option('--from', 'start', required=True, metavar='IMAGE|NPY', help='First face: an image (needs --regressor) or a w .npy')
 @click.option('--to', 'end', required=True, metavar='IMAGE|NPY', help='Last face')
@@ -66,8 +66,8 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
         require_extra('video')
     check_outdir(outdir)
 
-    device = eg3d_bridge.get_device(device)
-    G = eg3d_bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
+    device = devices.get_device(device)
+    G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
     num_ws = int(G.backbone.num_ws)
     level_list = li.parse_layers(layers, num_ws)
     sources = Sources(G, regressor_path, pose=pose, align=not no_align, face_index=face_index, device=device)

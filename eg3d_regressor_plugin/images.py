@@ -13,7 +13,7 @@ import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from .errors import UserError, check_file
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif', '.ppm', '.pgm', '.pnm')
 MIN_SIDE = 32               # px; smaller images carry no usable face
@@ -70,13 +70,7 @@ def _to_rgb(img: PIL.Image.Image) -> np.ndarray:
 
 def load_image(path) -> np.ndarray:
     """Read an image file as uint8 RGB [H,W,3], upright (EXIF orientation applied)."""
-    p = Path(os.path.expanduser(str(path)))
-    if not p.exists():
-        raise UserError(f'{p}: no such file')
-    if not p.is_file():
-        raise UserError(f'{p}: not a file')
-    if p.stat().st_size == 0:
-        raise UserError(f'{p}: empty file (0 bytes)')
+    p = check_file(path, 'image')
     pil_limit = PIL.Image.MAX_IMAGE_PIXELS or float('inf')  # Pillow's own check warns/fails above it
     limit = f'the limit is {min(MAX_PIXELS, pil_limit) / 1e6:.3g} megapixels'
     try:
@@ -116,3 +110,22 @@ def to_tensor(img_uint8, size=None, device='cpu') -> torch.Tensor:
     if size is not None and tuple(x.shape[2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode='bicubic', align_corners=False, antialias=True).clamp(-1, 1)
     return x
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """EG3D image tensor [N,C,H,W] or [C,H,W] in [-1,1] -> uint8 HWC (or NHWC) array, as EG3D does."""
+    x = (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    x = x.permute(0, 2, 3, 1) if x.ndim == 4 else x.permute(1, 2, 0)
+    return x.cpu().numpy()
+
+
+def image_grid(images, cols):
+    """Tile equally sized uint8 HWC arrays into one grid image, row-major."""
+    images = [np.asarray(i) for i in images]
+    h, w, c = images[0].shape
+    rows = (len(images) + cols - 1) // cols
+    grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
+    return grid

@@ -3,12 +3,13 @@ network pickle that EG3D's own legacy.load_network_pkl and scripts load."""
 
 import click
 
-from . import eg3d as eg3d_bridge
-from .options import eg3d_option
+from . import bridge, presets
+from .training import networks
+from .options import Command, eg3d_option
 
 
-@click.command('init-network')
-@click.option('--preset', type=click.Choice(list(eg3d_bridge.PRESETS)), default='tiny', show_default=True,
+@click.command('init-network', cls=Command)
+@click.option('--preset', type=click.Choice(list(presets.PRESETS)), default='tiny', show_default=True,
               help='Generator configuration')
 @click.option('--out', 'out', required=True, metavar='FILE', help='Where to write the network pickle')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Random seed of the weights')
@@ -31,11 +32,11 @@ def init_network(preset, out, seed, eg3d):
     Example:
       eg3d-regress init-network --preset tiny --out tiny.pkl --seed 0
     """
-    eg3d_bridge.import_eg3d(eg3d)
-    G, D = eg3d_bridge.build_networks(preset, seed=seed)
-    eg3d_bridge.save_network_pkl(out, G, D, training_set_kwargs=dict(resolution=G.img_resolution, use_labels=True))
+    bridge.import_eg3d(eg3d)
+    G, D = presets.build_networks(preset, seed=seed)
+    presets.save_network_pkl(out, G, D, training_set_kwargs=dict(resolution=G.img_resolution, use_labels=True))
     click.echo(f'Wrote {out}: preset {preset}, {G.img_resolution} px, w {G.backbone.num_ws} x {G.w_dim}, '
-               f'{eg3d_bridge.count_params(G):,} generator parameters')
+               f'{networks.count_params(G):,} generator parameters')
 
 
 if __name__ == '__main__':

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, check_file
 
 #----------------------------------------------------------------------------
 # numpy / torch in, the same out.
@@ -395,7 +395,7 @@ def save_boundary(path, boundary, meta):
     """Write the boundary as float32 .npy (InterFaceGAN's format) and `meta` (attribute, space,
     layers, accuracy, counts, generator fingerprint, ...) as .json beside it, each atomically;
     the .npy last, so a boundary never appears without its description."""
-    from .io import atomic_path, save_npy
+    from .files import atomic_path, save_npy
     path = Path(path)
     if path.suffix != '.npy':
         path = path.with_name(path.name + '.npy')
@@ -414,9 +414,7 @@ def _json_default(o):
 
 
 def _load_npy(path, what):
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f'{what} not found: {path}' if not path.exists() else f'{what} {path} is not a file')
+    path = check_file(path, what)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
@@ -445,10 +443,10 @@ def load_boundary(path, G=None, num_ws=None, w_dim=None):
         except (ValueError, UnicodeDecodeError) as e:
             raise UserError(f'{jpath}: not valid JSON ({e})') from None
     if G is not None:
-        from . import eg3d as eg3d_bridge
+        from . import fingerprint
         num_ws, w_dim = int(G.backbone.num_ws), int(G.w_dim)
         if meta.get('generator'):
-            eg3d_bridge.check_identity(meta['generator'], G, what=f'boundary {path.name}')
+            fingerprint.check_fingerprint(meta['generator'], G, what=f'boundary {path.name}')
     if num_ws is not None and w_dim is not None:
         try:
             boundary_levels(b, num_ws, w_dim)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import render as _render
+from .catalog import OPTIMIZERS
 from .errors import UserError
 from .metrics import psnr_tensor
 
@@ -104,7 +105,6 @@ def saturate(img):
     return img + (img.clamp(-1, 1) - img).detach()
 
 
-OPTIMIZERS = ('adam', 'lbfgs')
 
 
 class _Budget(Exception):

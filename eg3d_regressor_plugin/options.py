@@ -1,11 +1,35 @@
-"""Click options and parsers shared by the commands (EG3D's option names and styles)."""
+"""Click options and parsers shared by the commands (EG3D's option names and styles), and the
+command class that turns the library's UserError into one line on stderr.
+
+Nothing here imports torch or EG3D: `--help` stays fast."""
 
 import re
 
 import click
 
+from .catalog import OPTIMIZERS, SHAPE_FORMATS
 from .errors import UserError
-from .optimize import OPTIMIZERS
+
+
+class _Failure(click.ClickException):
+    exit_code = UserError.exit_code
+
+
+class Command(click.Command):
+    """A click command that ends a UserError raised anywhere below it (option callbacks, the
+    command, the library) with click's one-line 'Error: ...' and exit status 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except UserError as e:
+            raise _Failure(str(e)) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            raise _Failure(str(e)) from None
 
 
 def eg3d_option(f):
@@ -57,7 +81,7 @@ def shape_options(what='the shape'):
     """--shapes, --shape-res, --shape-format (EG3D's gen_samples.py names), for every command that
     writes shapes."""
     def deco(f):
-        f = click.option('--shape-format', type=click.Choice(['.mrc', '.ply']), default='.mrc', show_default=True,
+        f = click.option('--shape-format', type=click.Choice(SHAPE_FORMATS), default='.mrc', show_default=True,
                          help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')(f)
         f = click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True,
                          help='Shape grid resolution')(f)

@@ -9,7 +9,8 @@ import torch
 from tqdm import tqdm
 
 from . import cameras
-from .io import atomic_path, to_uint8
+from .files import atomic_path
+from .images import to_uint8
 
 
 SEED = 0  # EG3D's ray-sampling seed of every render here (and of the optimiser)

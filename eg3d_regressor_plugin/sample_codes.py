@@ -12,11 +12,12 @@ import torch
 from tqdm import tqdm
 
 from . import cameras
-from . import eg3d as eg3d_bridge
+from . import bridge, devices, fingerprint
 from . import render
 from .errors import UserError
-from .io import atomic_dir, save_image, save_npy, to_uint8
-from .options import device_option, eg3d_option
+from .files import atomic_dir, save_image, save_npy
+from .images import to_uint8
+from .options import Command, device_option, eg3d_option
 
 GENERATOR_JSON = 'generator.json'   # the generator fingerprint beside sampled codes
 SCORES_CSV = 'scores.csv'
@@ -56,7 +57,7 @@ def read_fingerprint(codes_dir):
 
 #----------------------------------------------------------------------------
 
-@click.command('sample-codes')
+@click.command('sample-codes', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
 @click.option('--count', type=click.IntRange(min=1), required=True, help='How many codes')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='First seed (seeds SEED..SEED+COUNT-1)')
@@ -88,10 +89,10 @@ def sample_codes(network_pkl, count, seed, truncation_psi, images, outdir, eg3d,
     if existing.is_file() and filled_scores(existing):
         raise UserError(f'{existing} already holds {filled_scores(existing)} scores; '
                         f'choose another --outdir or move it away first')
-    from .io import check_outdir
+    from .files import check_outdir
     check_outdir(outdir)
-    device = eg3d_bridge.get_device(device)
-    G = eg3d_bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
+    device = devices.get_device(device)
+    G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
     seeds = list(range(seed, seed + count))
     c = cameras.frontal_label(1, device=device)
 
@@ -108,7 +109,7 @@ def sample_codes(network_pkl, count, seed, truncation_psi, images, outdir, eg3d,
         writer.writerows([f'{code_name(s)}.npy', ''] for s in seeds)
         (tmp / SCORES_CSV).write_text(buf.getvalue())
         (tmp / GENERATOR_JSON).write_text(json.dumps(dict(
-            generator=eg3d_bridge.generator_identity(G), network=str(network_pkl), truncation_psi=truncation_psi,
+            generator=fingerprint.generator_fingerprint(G), network=str(network_pkl), truncation_psi=truncation_psi,
             seeds=[seeds[0], seeds[-1]], conditioning='frontal'), indent=2) + '\n')
     click.echo(f'Wrote {count} codes{" and renders" if images else ""} to {outdir}; '
                f'fill in {Path(outdir) / SCORES_CSV}, then run `eg3d-regress boundary`')

@@ -11,10 +11,10 @@ import click
 import torch
 
 from . import __version__
-from . import eg3d as eg3d_bridge
+from . import bridge, devices, fingerprint
 from .errors import UserError
-from .io import atomic_path
-from .options import device_option, eg3d_option, parse_range
+from .files import atomic_path
+from .options import Command, device_option, eg3d_option, parse_range
 from .training import data, networks, training_loop as loop
 
 #----------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def _subprocess_fn(rank, kwargs, base_device, world, temp_dir):
 
 #----------------------------------------------------------------------------
 
-@click.command('train')
+@click.command('train', cls=Command)
 @click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
 @click.option('--outdir', required=True, metavar='DIR', help='Where to make the run folders')
 @click.option('--arch', default=None, metavar='vit|unet|psp', help='Regressor architecture  [default: vit; on resume: the snapshot\'s]')
@@ -150,18 +150,18 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, sn
     _check(len(seeds) >= 1, '--val-seeds: give at least one seed')
     trunc = data.parse_trunc_range(trunc_range)
     arch_kwargs = parse_arch_opts(arch_opts)
-    base_device = eg3d_bridge.get_device(device)
+    base_device = devices.get_device(device)
     if base_device.type == 'cuda' and not torchrun and gpus > torch.cuda.device_count():
         raise UserError(f'--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) here')
 
     # The generator, dataset and snapshot (each a one-line error when wrong).
-    G = eg3d_bridge.load_generator(network_pkl, device='cpu', eg3d=eg3d)
+    G = bridge.load_generator(network_pkl, device='cpu', eg3d=eg3d)
     if data_zip:
         data.PairDataset(data_zip, G=G)
     resume_path = ckpt = run_dir = None
     if resume:
         resume_path, ckpt, run_dir = loop.find_resume(resume, outdir, arch)
-        eg3d_bridge.check_identity(ckpt['generator'], G, what=f'snapshot {resume_path}')
+        fingerprint.check_fingerprint(ckpt['generator'], G, what=f'snapshot {resume_path}')
         if arch is not None and ckpt['arch'] != arch:
             raise UserError(f'--resume {resume_path} is a {ckpt["arch"]} snapshot, not --arch {arch}')
         arch = ckpt['arch']
@@ -226,8 +226,8 @@ def _prepare_run_dir(run_dir, options, eg3d, resume_nimg):
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume_nimg is not None:
         loop.clean_resumed_run(run_dir, resume_nimg)
-    root = eg3d_bridge.import_eg3d(eg3d)
-    record = dict(options, run_dir=str(run_dir), eg3d=str(root), eg3d_commit=eg3d_bridge.eg3d_commit(root),
+    root = bridge.import_eg3d(eg3d)
+    record = dict(options, run_dir=str(run_dir), eg3d=str(root), eg3d_commit=bridge.eg3d_commit(root),
                   plugin_version=__version__, torch_version=torch.__version__, started=time.strftime('%Y-%m-%d %H:%M:%S'))
     with atomic_path(run_dir / 'training_options.json') as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2))

@@ -9,9 +9,10 @@ import glob
 import click
 import numpy as np
 
-from eg3d_regressor_plugin import cameras, eg3d, render
+from eg3d_regressor_plugin import bridge, cameras, devices, render
 from eg3d_regressor_plugin.invert import Inverter, load_input
-from eg3d_regressor_plugin.io import save_image, save_npy, to_uint8
+from eg3d_regressor_plugin.files import save_image, save_npy
+from eg3d_regressor_plugin.images import to_uint8
 
 
 @click.command()
@@ -21,9 +22,9 @@ from eg3d_regressor_plugin.io import save_image, save_npy, to_uint8
 @click.option('--outdir', required=True)
 @click.option('--align/--no-align', default=False)
 def main(network, regressor, image, outdir, align):
-    eg3d.import_eg3d()                                   # finds ../eg3d, EG3D_ROOT or --eg3d
-    device = eg3d.get_device('auto')
-    G = eg3d.load_generator(network, device=device)     # EG3D's own legacy.load_network_pkl
+    bridge.import_eg3d()                                   # finds ../eg3d, EG3D_ROOT or --eg3d
+    device = devices.get_device('auto')
+    G = bridge.load_generator(network, device=device)     # EG3D's own legacy.load_network_pkl
     regressor = sorted(glob.glob(regressor))[-1]
     invert = Inverter(G, regressor, device=device)      # refuses a regressor made for another G
 

@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _find_eg3d():
-    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin import bridge, fingerprint, presets
     from eg3d_regressor_plugin.errors import UserError
     try:
-        return eg3d.find_eg3d(), None
+        return bridge.find_eg3d(), None
     except UserError as e:
         return None, e.message
 
@@ -35,15 +35,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope='session')
 def eg3d_root():
-    from eg3d_regressor_plugin import eg3d
-    return eg3d.import_eg3d()
+
+    return bridge.import_eg3d()
 
 
 @pytest.fixture(scope='session')
 def tiny_networks(eg3d_root):
     """A randomly initialised `tiny` generator (128 px, 14 x 512 w) and its discriminator, CPU."""
-    from eg3d_regressor_plugin import eg3d
-    return eg3d.build_networks('tiny', seed=0, w_avg_samples=2000)
+
+    return presets.build_networks('tiny', seed=0, w_avg_samples=2000)
 
 
 @pytest.fixture(scope='session')
@@ -54,9 +54,9 @@ def tiny_G(tiny_networks):
 @pytest.fixture(scope='session')
 def tiny_pkl(tmp_path_factory, tiny_networks):
     """The same generator written as an EG3D network pickle."""
-    from eg3d_regressor_plugin import eg3d
+
     path = tmp_path_factory.mktemp('net') / 'tiny.pkl'
-    eg3d.save_network_pkl(path, *tiny_networks)
+    presets.save_network_pkl(path, *tiny_networks)
     return path
 
 
@@ -80,7 +80,7 @@ def assert_one_line_error(proc):
 def make_tiny_regressor(G, path, steps=30, seed=0):
     """A small U-Net regressor checkpoint for G, fitted for a few steps on 8 synthetic pairs: the
     file format is real, the quality is not the point."""
-    from eg3d_regressor_plugin import eg3d
+
     from eg3d_regressor_plugin.training.checkpoint import normalize_w, save_checkpoint
     from eg3d_regressor_plugin.training.data import PairSampler, estimate_w_stats
     from eg3d_regressor_plugin.training.networks import build_regressor
@@ -98,7 +98,7 @@ def make_tiny_regressor(G, path, steps=30, seed=0):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return save_checkpoint(path, model.eval(), stats, eg3d.generator_identity(G))
+    return save_checkpoint(path, model.eval(), stats, fingerprint.generator_fingerprint(G))
 
 
 @pytest.fixture(scope='session')

@@ -264,8 +264,8 @@ def test_checkpoint_module_imports_without_eg3d():
 
 @pytest.mark.eg3d
 def test_mismatched_generator_is_refused(tmp_path, tiny_G):
-    from eg3d_regressor_plugin import eg3d
-    identity = eg3d.generator_identity(tiny_G)
+    from eg3d_regressor_plugin import fingerprint
+    identity = fingerprint.generator_fingerprint(tiny_G)
     stats = _stats(identity['num_ws'], identity['w_dim'])
     model = build_regressor('vit', num_ws=identity['num_ws'], w_dim=identity['w_dim'], input_resolution=64,
                             dim=32, depth=1, heads=2)

@@ -40,9 +40,9 @@ def test_custom_ops_are_built_and_match_their_reference(eg3d_root):
     from torch.utils.cpp_extension import CUDA_HOME
     if CUDA_HOME is None or shutil.which('ninja') is None:
         pytest.skip('needs the CUDA compiler and ninja to build the custom ops')
-    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin import bridge
     from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
-    status = eg3d.custom_ops_status(torch.device('cuda'))
+    status = bridge.custom_ops_status(torch.device('cuda'))
     assert status == dict.fromkeys(('bias_act', 'upfirdn2d', 'filtered_lrelu'), 'compiled'), status
     gen = torch.Generator(device='cuda').manual_seed(0)
     x = torch.randn(4, 16, 32, 32, device='cuda', generator=gen, requires_grad=True)
@@ -133,7 +133,7 @@ def test_train_on_cuda_then_load_on_cpu(tmp_path, tiny_pkl, tiny_G):
 
 
 def test_gen_on_cuda_agrees_with_cpu(tmp_path, tiny_pkl, tiny_regressor, tiny_G):
-    from eg3d_regressor_plugin.io import save_image
+    from eg3d_regressor_plugin.files import save_image
     from eg3d_regressor_plugin.training.data import PairSampler
     img = PairSampler(tiny_G).sample_seeds([1000])['img'][0]
     save_image(tmp_path / 'face.png', img)

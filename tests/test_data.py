@@ -97,7 +97,7 @@ def dataset_zip(tmp_path_factory, tiny_G):
 
 @pytest.mark.eg3d
 def test_dataset_round_trip(dataset_zip, tiny_G):
-    from eg3d_regressor_plugin.io import to_uint8
+    from eg3d_regressor_plugin.images import to_uint8
     ds = data.PairDataset(dataset_zip, G=tiny_G)
     assert len(ds) == 6 and ds.resolution == 32
     item = ds[5]
@@ -196,8 +196,8 @@ def test_dataset_resumes_after_interruption(tmp_path, dataset_zip, tiny_G, monke
 
 @pytest.mark.eg3d
 def test_dataset_for_another_generator_is_refused(dataset_zip):
-    from eg3d_regressor_plugin import eg3d
-    other, _ = eg3d.build_networks('tiny', seed=1, w_avg_samples=100)
+    from eg3d_regressor_plugin import presets
+    other, _ = presets.build_networks('tiny', seed=1, w_avg_samples=100)
     with pytest.raises(UserError, match='another generator'):
         data.PairDataset(dataset_zip, G=other)
 

@@ -60,7 +60,7 @@ def work(tmp_path_factory, tiny_pkl):
 
 
 def test_sample_codes_writes_codes_renders_and_template(tmp_path, tiny_pkl, tiny_G):
-    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin import fingerprint
     out = tmp_path / 'codes'
     ok(run_cli('sample-codes', '--network', tiny_pkl, '--count', 2, '--seed', 7, '--trunc', 0.7, '--outdir', out))
     for name in ['seed0007', 'seed0008']:
@@ -69,7 +69,7 @@ def test_sample_codes_writes_codes_renders_and_template(tmp_path, tiny_pkl, tiny
         assert np.allclose(w[0], w[0, :1])  # mapping output: every level equal
         assert image_size(out / f'{name}.png') == (RES, RES)
     assert (out / 'scores.csv').read_text().splitlines() == ['code_path,score', 'seed0007.npy,', 'seed0008.npy,']
-    assert json.loads((out / 'generator.json').read_text())['generator'] == eg3d.generator_identity(tiny_G)
+    assert json.loads((out / 'generator.json').read_text())['generator'] == fingerprint.generator_fingerprint(tiny_G)
     assert no_leftovers(tmp_path)
     # A folder whose scores were already filled in is not overwritten.
     (out / 'scores.csv').write_text('code_path,score\nseed0007.npy,1\n')
@@ -79,14 +79,14 @@ def test_sample_codes_writes_codes_renders_and_template(tmp_path, tiny_pkl, tiny
 
 
 def test_boundary_command(work, tiny_G):
-    from eg3d_regressor_plugin import eg3d
+
     root = work['root']
     assert 'validation accuracy' in work['boundary_stdout']
     b = np.load(root / 'planted.npy')
     assert b.shape == (1, 512) and np.linalg.norm(b) == pytest.approx(1, abs=1e-5)
     meta = json.loads((root / 'planted.json').read_text())
     assert meta['attribute'] == 'planted' and meta['space'] == 'w' and meta['layers'] == '0-7'
-    assert meta['generator'] == eg3d.generator_identity(tiny_G)  # taken from the codes' generator.json
+    assert meta['generator'] == fingerprint.generator_fingerprint(tiny_G)  # taken from the codes' generator.json
     assert meta['counts']['codes'] == 40 and meta['counts']['chosen'] == 12
     assert 0 <= meta['accuracy']['val'] <= 1
     assert float(b[0] @ work['direction']) > 0  # points toward higher scores
@@ -273,21 +273,21 @@ def test_boundary_refuses_codes_of_another_generator(work, tmp_path):
 @pytest.fixture(scope='module')
 def regressor(work, tiny_G):
     import torch
-    from eg3d_regressor_plugin import eg3d
+
     from eg3d_regressor_plugin.training.checkpoint import save_checkpoint
     from eg3d_regressor_plugin.training.networks import build_regressor
     torch.manual_seed(0)
     model = build_regressor('psp', input_resolution=64, size='tiny')
     center = tiny_G.backbone.mapping.w_avg.reshape(1, -1).repeat(14, 1)
     stats = dict(center=center, scale=torch.full_like(center, 0.5))
-    return save_checkpoint(work['root'] / 'R.pt', model, stats, eg3d.generator_identity(tiny_G))
+    return save_checkpoint(work['root'] / 'R.pt', model, stats, fingerprint.generator_fingerprint(tiny_G))
 
 
 @pytest.fixture(scope='module')
 def face_png(work, tiny_G):
     """An EG3D-style crop: a render of the tiny generator."""
     from eg3d_regressor_plugin import cameras, render
-    from eg3d_regressor_plugin.io import save_image
+    from eg3d_regressor_plugin.files import save_image
     from eg3d_regressor_plugin.latent_interp import load_code
     import torch
     w = torch.from_numpy(load_code(work['root'] / 'codes' / 'seed0102.npy', 14, 512))

@@ -9,7 +9,8 @@ import torch
 
 from conftest import assert_one_line_error, run_cli
 from eg3d_regressor_plugin import cameras
-from eg3d_regressor_plugin import eg3d as bridge
+from eg3d_regressor_plugin import bridge, devices, fingerprint, presets
+from eg3d_regressor_plugin.training import networks
 from eg3d_regressor_plugin.errors import UserError
 
 
@@ -28,13 +29,13 @@ def test_env_var_is_used(tmp_path, monkeypatch):
 
 
 def test_device_choice():
-    assert bridge.get_device('cpu').type == 'cpu'
-    assert bridge.get_device('auto').type in ('cpu', 'cuda')
+    assert devices.get_device('cpu').type == 'cpu'
+    assert devices.get_device('auto').type in ('cpu', 'cuda')
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match='no CUDA device'):
-            bridge.get_device('cuda')
+            devices.get_device('cuda')
     with pytest.raises(UserError):
-        bridge.get_device('tpu')
+        devices.get_device('tpu')
 
 
 def test_cli_lists_every_command():
@@ -133,12 +134,12 @@ def test_built_custom_op_is_imported(eg3d_root, monkeypatch, tmp_path):
 
 @pytest.mark.eg3d
 def test_presets_build_with_expected_shapes(eg3d_root):
-    G, D = bridge.build_networks('tiny', w_avg_samples=100)
+    G, D = presets.build_networks('tiny', w_avg_samples=100)
     assert G.img_resolution == 128 and G.backbone.num_ws == 14 and G.w_dim == 512
-    assert 1_000_000 < bridge.count_params(G) < 3_000_000
-    G, D = bridge.build_networks('ffhq512', w_avg_samples=0)
+    assert 1_000_000 < networks.count_params(G) < 3_000_000
+    G, D = presets.build_networks('ffhq512', w_avg_samples=0)
     # The released ffhq512-128.pkl: 30,662,136 generator parameters, 8XDC super-resolution, 128 rendering.
-    assert bridge.count_params(G) == 30_662_136
+    assert networks.count_params(G) == 30_662_136
     assert type(G.superresolution).__name__ == 'SuperresolutionHybrid8XDC'
     assert G.neural_rendering_resolution == 128 and G.backbone.num_ws == 14
     shapes = {k: tuple(v.shape) for k, v in G.named_parameters()}
@@ -159,10 +160,10 @@ def test_calibrated_preset_renders_opaque_images_that_depend_on_w(tiny_G):
         return float((img.abs() >= 0.99).float().mean()), float((img[0] - img[1]).abs().mean())
     clamped, diff = renders(tiny_G)
     assert clamped < 0.05 and diff > 0.01
-    plain = bridge.calibrate_init(copy.deepcopy(tiny_G), style_gain=1 / bridge.STYLE_GAIN,
-                                  density_bias=-bridge.DENSITY_BIAS)
+    plain = presets.calibrate_init(copy.deepcopy(tiny_G), style_gain=1 / presets.STYLE_GAIN,
+                                  density_bias=-presets.DENSITY_BIAS)
     assert renders(plain)[0] > 0.4  # 53 % here
-    assert tiny_G.z_dim == 32 and bridge.count_params(plain) == bridge.count_params(tiny_G)
+    assert tiny_G.z_dim == 32 and networks.count_params(plain) == networks.count_params(tiny_G)
 
 
 @pytest.mark.eg3d
@@ -184,7 +185,7 @@ def test_init_network_pickle_loads_with_eg3d_legacy(tmp_path, eg3d_root):
     # Same seed, same weights.
     proc = run_cli('init-network', '--preset', 'tiny', '--out', tmp_path / 'G2.pkl', '--seed', '3')
     G2 = bridge.load_generator(tmp_path / 'G2.pkl')
-    assert bridge.generator_identity(G) == bridge.generator_identity(G2)
+    assert fingerprint.generator_fingerprint(G) == fingerprint.generator_fingerprint(G2)
 
 
 @pytest.mark.eg3d
@@ -221,10 +222,10 @@ def test_bad_pickles_are_refused(tmp_path, eg3d_root):
 
 @pytest.mark.eg3d
 def test_identity_check(tiny_G):
-    ident = bridge.generator_identity(tiny_G)
-    bridge.check_identity(ident, tiny_G)
+    ident = fingerprint.generator_fingerprint(tiny_G)
+    fingerprint.check_fingerprint(ident, tiny_G)
     with pytest.raises(UserError, match='another generator'):
-        bridge.check_identity(dict(ident, w_avg_sha='0' * 16), tiny_G)
+        fingerprint.check_fingerprint(dict(ident, w_avg_sha='0' * 16), tiny_G)
 
 
 @pytest.mark.eg3d

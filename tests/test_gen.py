@@ -59,7 +59,7 @@ def assert_one_line_result(result):
 @pytest.fixture(scope='module')
 def renders(tmp_path_factory, tiny_G):
     """Two EG3D renders of held-out seeds saved as PNG files (EG3D-style crops: --no-align)."""
-    from eg3d_regressor_plugin.io import save_image
+    from eg3d_regressor_plugin.files import save_image
     from eg3d_regressor_plugin.training.data import PairSampler
     folder = tmp_path_factory.mktemp('renders')
     s = PairSampler(tiny_G).sample_seeds([1000, 1001])
@@ -106,8 +106,8 @@ def test_gen_writes_every_file(gen_run):
 
 def test_reconstruction_is_eg3d_synthesis_of_saved_w_and_c(gen_run, tiny_pkl):
     """EG3D's own loader and G.synthesis (seeded with 0) give reconstruction.png from w.npy, c.npy."""
-    from eg3d_regressor_plugin import eg3d
-    eg3d.import_eg3d()
+    from eg3d_regressor_plugin import bridge
+    bridge.import_eg3d()
     import dnnlib
     import legacy
     with dnnlib.util.open_url(str(tiny_pkl)) as f:

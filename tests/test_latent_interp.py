@@ -309,9 +309,9 @@ def test_boundary_shapes():
 
 def test_save_and_load_boundary(tmp_path):
     G = fake_G(0)
-    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin import fingerprint
     b = unit(np.random.RandomState(0).randn(1, W_DIM)).astype(np.float32)
-    meta = dict(attribute='smile', layers='0-7', accuracy=dict(val=0.9), generator=eg3d.generator_identity(G),
+    meta = dict(attribute='smile', layers='0-7', accuracy=dict(val=0.9), generator=fingerprint.generator_fingerprint(G),
                 counts=dict(codes=np.int64(100)))
     path = li.save_boundary(tmp_path / 'smile', b, meta)
     assert path == tmp_path / 'smile.npy' and (tmp_path / 'smile.json').is_file()

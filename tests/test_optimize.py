@@ -58,7 +58,7 @@ def test_zero_steps_callback_and_last(tiny_G, problem):
 
 
 def test_uint8_target_and_custom_perceptual_term(tiny_G, problem):
-    from eg3d_regressor_plugin.io import to_uint8
+    from eg3d_regressor_plugin.images import to_uint8
     from eg3d_regressor_plugin.optimize import optimize_w, w_avg_init
     calls = []
 

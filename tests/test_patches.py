@@ -53,11 +53,11 @@ def _run(code, root, timeout=600):
 def test_plugin_works_on_patched_checkout(patched_checkout):
     code = '''
 import torch
-from eg3d_regressor_plugin import eg3d, cameras
-root = eg3d.import_eg3d()
+from eg3d_regressor_plugin import bridge, cameras, presets
+root = bridge.import_eg3d()
 import training.triplane as t
 assert str(t.__file__).startswith(str(root)), t.__file__
-G, D = eg3d.build_networks('tiny', w_avg_samples=100)
+G, D = presets.build_networks('tiny', w_avg_samples=100)
 c = cameras.pose_to_label(0.1, 0.0)
 w = G.mapping(torch.randn(1, G.z_dim), cameras.frontal_label(1)).detach().requires_grad_(True)
 out = G.synthesis(w, c)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from ..cudagraph import GraphedCall
-from ..errors import UserError
-from ..io import atomic_path
+from ..errors import UserError, check_file
+from ..files import atomic_path
 from .networks import FORMER_DEFAULTS, build_regressor, resize_input
 
 FORMAT = 'eg3d-regressor/1'
@@ -144,13 +144,7 @@ def save_checkpoint(path, model, w_stats, generator, state=None, meta=None):
 def load_checkpoint(path, map_location='cpu') -> dict:
     """Read and validate a checkpoint with `weights_only=True`; every way it can be wrong is a
     one-line UserError."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f'regressor checkpoint not found: {path}')
-    if not path.is_file():
-        raise UserError(f'regressor checkpoint {path} is not a file')
-    if path.stat().st_size == 0:
-        raise UserError(f'regressor checkpoint {path} is empty')
+    path = check_file(path, 'regressor checkpoint')
     if not zipfile.is_zipfile(path):
         # torch.save writes a zip archive; anything else is not ours and is never unpickled.
         with open(path, 'rb') as f:
@@ -264,6 +258,6 @@ def load_regressor(path, G=None, device='cpu', cuda_graph=True) -> Predictor:
     """Load a regressor checkpoint; with G, refuse it unless it was trained for G."""
     ckpt = load_checkpoint(path, map_location='cpu')
     if G is not None:
-        from .. import eg3d  # lazily: this module works without an EG3D checkout
-        eg3d.check_identity(ckpt['generator'], G, what=f'regressor {path}')
+        from .. import fingerprint  # lazily: this module works without an EG3D checkout
+        fingerprint.check_fingerprint(ckpt['generator'], G, what=f'regressor {path}')
     return Predictor(ckpt, device=device, path=path, cuda_graph=cuda_graph)

@@ -43,12 +43,12 @@ import PIL.Image
 import torch
 
 from .. import cameras
-from .. import eg3d as eg3d_bridge
-from ..errors import UserError
+from .. import fingerprint
+from ..catalog import COND_POSES
+from ..errors import UserError, check_file
 from .networks import resize_input
 
 DEFAULT_TRUNC = (0.5, 1.0)
-COND_POSES = ('random', 'same', 'frontal')
 DATASET_FORMAT = 'eg3d-regressor-dataset'
 DATASET_META = 'regressor_dataset.json'
 
@@ -200,9 +200,7 @@ class PairDataset(torch.utils.data.Dataset):
     def __init__(self, path, G=None):
         self.path = str(path)
         self._zip = None
-        p = Path(self.path)
-        if not p.is_file():
-            raise UserError(f'dataset {path} not found' if not p.exists() else f'dataset {path} is not a file')
+        check_file(path, 'dataset')
         if not zipfile.is_zipfile(self.path):
             raise UserError(f'dataset {path} is not a zip archive (make one with: eg3d-regress dataset)')
         try:
@@ -229,7 +227,7 @@ class PairDataset(torch.utils.data.Dataset):
         yaw, pitch, _ = cameras.label_to_pose(torch.from_numpy(self.labels))
         self.poses = torch.stack([yaw, pitch], dim=1)
         if G is not None:
-            eg3d_bridge.check_identity(self.meta.get('generator', {}), G, what=f'dataset {path}')
+            fingerprint.check_fingerprint(self.meta.get('generator', {}), G, what=f'dataset {path}')
 
     @property
     def resolution(self):

@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..catalog import ARCHS
 from ..errors import UserError
 
-ARCHS = ('vit', 'unet', 'psp')
 
 #----------------------------------------------------------------------------
 # Shared pieces.

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-from .. import eg3d as eg3d_bridge
+from .. import bridge, fingerprint
 from ..errors import UserError, extra_available
-from ..io import atomic_path, image_grid, save_image, to_uint8
+from ..files import atomic_path, save_image
+from ..images import image_grid, to_uint8
 from . import checkpoint, data, networks
 from .loss import RegressorLoss
 
@@ -365,11 +366,11 @@ def training_loop(
     try:
         log(f'Run folder: {run_dir}')
         # Generator, network, statistics, optimizer (restored when resuming).
-        G = eg3d_bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
-        identity = eg3d_bridge.generator_identity(G)
+        G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
+        identity = fingerprint.generator_fingerprint(G)
         ckpt = checkpoint.load_checkpoint(resume) if resume else None
         if ckpt is not None:
-            eg3d_bridge.check_identity(ckpt['generator'], G, what=f'snapshot {resume}')
+            fingerprint.check_fingerprint(ckpt['generator'], G, what=f'snapshot {resume}')
             model = checkpoint.build_from_checkpoint(ckpt, resume)
             w_stats = ckpt['w_stats']
             state = ckpt['state']

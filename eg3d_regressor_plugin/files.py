@@ -1,4 +1,5 @@
-"""Atomic file output and image helpers shared by every command."""
+"""Writing outputs atomically (a temporary file or folder, renamed into place only when complete),
+and checking an output folder before any work."""
 
 import contextlib
 import os
@@ -11,6 +12,7 @@ import PIL.Image
 import torch
 
 from .errors import UserError
+from .images import to_uint8
 
 
 def _umask():
@@ -60,13 +62,6 @@ def save_npy(path, array):
             np.save(f, np.asarray(array))
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """EG3D image tensor [N,C,H,W] or [C,H,W] in [-1,1] -> uint8 HWC (or NHWC) array, as EG3D does."""
-    x = (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    x = x.permute(0, 2, 3, 1) if x.ndim == 4 else x.permute(1, 2, 0)
-    return x.cpu().numpy()
-
-
 def save_image(path, img):
     """Save a tensor in [-1,1] (CHW or 1CHW) or a uint8 HWC array as an image, atomically."""
     if isinstance(img, torch.Tensor):
@@ -79,30 +74,19 @@ def save_image(path, img):
         PIL.Image.fromarray(img).save(tmp, format=PIL.Image.registered_extensions().get(path.suffix.lower(), 'PNG'))
 
 
-def image_grid(images, cols):
-    """Tile equally sized uint8 HWC arrays into one grid image, row-major."""
-    images = [np.asarray(i) for i in images]
-    h, w, c = images[0].shape
-    rows = (len(images) + cols - 1) // cols
-    grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, q = divmod(i, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
-    return grid
-
-
-def check_outdir(outdir):
+def check_outdir(outdir, what='output folder'):
     """Refuse an output folder that cannot be created or written, before any work and without
-    leaving anything behind (a probe folder is made and removed in the nearest existing folder)."""
+    leaving anything behind (a probe folder is made and removed in the nearest existing folder).
+    `what` names the folder in the message (a command passes its option's name)."""
     p = Path(outdir).expanduser().absolute()
     if p.exists() and not p.is_dir():
-        raise UserError(f'--outdir {outdir} exists and is not a folder')
+        raise UserError(f'{what} {outdir} exists and is not a folder')
     parent = p
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise UserError(f'--outdir {outdir} cannot be created: {parent} is not a folder')
+        raise UserError(f'{what} {outdir} cannot be created: {parent} is not a folder')
     try:
         tempfile.TemporaryDirectory(dir=parent, prefix='.write-test.').cleanup()
     except OSError as e:
-        raise UserError(f'--outdir {outdir} is not writable ({e.strerror or e})') from None
+        raise UserError(f'{what} {outdir} is not writable ({e.strerror or e})') from None

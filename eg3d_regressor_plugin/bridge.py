@@ -1,13 +1,13 @@
 """The bridge to EG3D: find a checkout, import it, fix what breaks on today's PyTorch and on
-CPUs, choose the device, and load, build and save EG3D network pickles.
+CPUs, and load EG3D network pickles.
 
-This is the only module that touches ``sys.path``. EG3D's code is imported at run time from
-the user's checkout and never copied here.
+This is the only module that touches ``sys.path``, and it depends on nothing else in the package
+but its error type. EG3D's code is imported at run time from the user's checkout and never
+copied here.
 """
 
 import contextlib
 import functools
-import hashlib
 import importlib
 import os
 import pickle
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, check_file
 
 PINNED_COMMIT = '7cf1fd1e99e1061e8b6ba850f91c94fe56e7afe4'
 EG3D_URL = 'https://github.com/NVlabs/eg3d'
@@ -222,19 +222,6 @@ def custom_ops_status(device):
     return status
 
 #----------------------------------------------------------------------------
-# Device.
-
-def get_device(name='auto') -> torch.device:
-    if name in (None, 'auto'):
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise UserError(f'--device {name}: no CUDA device is available (torch {torch.__version__}); use --device cpu')
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f'--device {name}: expected auto, cpu, cuda or cuda:N') from None
-
-#----------------------------------------------------------------------------
 # Network pickles.
 
 def is_triplane_generator(G) -> bool:
@@ -269,12 +256,7 @@ def load_network_pkl(path, eg3d=None):
     """Load an EG3D snapshot dict through EG3D's own legacy.load_network_pkl."""
     path = str(path)
     if '://' not in path:  # the file's problems first: they are the likelier mistake
-        if not os.path.exists(path):
-            raise UserError(f'network pickle not found: {path}')
-        if os.path.isdir(path):
-            raise UserError(f'network pickle {path} is a folder, not a file')
-        if os.path.getsize(path) == 0:
-            raise UserError(f'network pickle {path} is empty (0 bytes)')
+        check_file(path, 'network pickle')
     import_eg3d(eg3d)
     legacy = importlib.import_module('legacy')
     try:
@@ -313,119 +295,3 @@ def rebuild_generator(G):
     G_new.neural_rendering_resolution = G.neural_rendering_resolution
     G_new.rendering_kwargs = G.rendering_kwargs
     return G_new.to(next(G.parameters()).device)
-
-
-def generator_identity(G) -> dict:
-    """What a regressor checkpoint records so that a different generator is refused."""
-    w_avg = G.backbone.mapping.w_avg.detach().to('cpu', torch.float32).contiguous().numpy()
-    return dict(num_ws=int(G.backbone.num_ws), w_dim=int(G.w_dim), img_resolution=int(G.img_resolution),
-                w_avg_sha=hashlib.sha256(w_avg.tobytes()).hexdigest()[:16])
-
-
-def check_identity(expected: dict, G, what='this regressor'):
-    actual = generator_identity(G)
-    diffs = [f'{k} {expected.get(k)} != {actual[k]}' for k in actual if expected.get(k) != actual[k]]
-    if diffs:
-        raise UserError(f'{what} was trained for another generator ({", ".join(diffs)})')
-
-#----------------------------------------------------------------------------
-# Randomly initialised generators in EG3D's own snapshot format.
-
-def _rendering_kwargs(image_resolution, sr_module, depth, depth_importance):
-    # Keys and values as EG3D's train.py builds them for --cfg=ffhq --gen_pose_cond=True.
-    return dict(image_resolution=image_resolution, disparity_space_sampling=False, clamp_mode='softplus',
-                superresolution_module=f'training.superresolution.{sr_module}', c_gen_conditioning_zero=False,
-                gpc_reg_prob=0.5, c_scale=1.0, superresolution_noise_mode='none', density_reg=0.25,
-                density_reg_p_dist=0.004, reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True,
-                depth_resolution=depth, depth_resolution_importance=depth_importance, ray_start=2.25,
-                ray_end=3.3, box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
-
-
-# Name -> configuration. `calibrated` presets get calibrate_init() (tuned on `tiny`, with its small z).
-PRESETS = {
-    'ffhq512': dict(res=512, sr='SuperresolutionHybrid8XDC', cbase=32768, cmax=512, nr_res=128, depth=(48, 48),
-                    sr_fp16=4, z_dim=512, calibrated=False,
-                    about='the released FFHQ-512 configuration (ffhq512-128.pkl): 512 px, neural rendering 128'),
-    'ffhq256': dict(res=256, sr='SuperresolutionHybrid4X', cbase=32768, cmax=512, nr_res=64, depth=(48, 48),
-                    sr_fp16=4, z_dim=512, calibrated=False,
-                    about='the FFHQ configuration at 256 px, neural rendering 64'),
-    'small': dict(res=256, sr='SuperresolutionHybrid4X', cbase=4096, cmax=128, nr_res=64, depth=(24, 24),
-                  sr_fp16=0, z_dim=512, calibrated=False,
-                  about='a laptop-sized 256 px generator, neural rendering 64'),
-    'tiny': dict(res=128, sr='SuperresolutionHybrid2X', cbase=1024, cmax=64, nr_res=64, depth=(12, 12),
-                 sr_fp16=0, z_dim=32, calibrated=True,
-                 about='for tests and demos: 128 px, about 1.8 M parameters, z_dim 32, calibrated initialisation'),
-}
-
-# EG3D's own initialisation renders largely clamped (black or white) frames that respond to w
-# chaotically: a regressor learns next to nothing from them. A trained generator renders opaque
-# surfaces and, thanks to path-length regularisation, responds smoothly to w; the calibrated
-# preset imitates both:
-STYLE_GAIN = 0.2    # every modulation's affine (backbone and super-resolution) scaled by this
-DENSITY_BIAS = 4.0  # added to the decoder's raw density: surfaces become opaque
-
-
-def calibrate_init(G, style_gain=STYLE_GAIN, density_bias=DENSITY_BIAS):
-    """Rescale a freshly initialised EG3D generator in place (see STYLE_GAIN, DENSITY_BIAS); its
-    parameter shapes and classes are unchanged, so EG3D loads and trains it as any other."""
-    with torch.no_grad():
-        for name, module in G.named_modules():
-            if name.rsplit('.', 1)[-1] == 'affine':
-                module.weight.mul_(style_gain)
-        last = G.decoder.net[-1]  # FullyConnectedLayer; output 0 is the density
-        last.bias[0] += density_bias / last.bias_gain
-    return G
-
-
-def build_networks(preset='tiny', seed=0, w_avg_samples=10000):
-    """(G, D) built from EG3D's own classes with the preset's configuration. w_avg, which EG3D
-    tracks during training, is set to the mean of mapped z so that truncation works."""
-    import_eg3d()
-    import dnnlib
-    if preset not in PRESETS:
-        raise UserError(f'unknown preset {preset!r}; choose from {", ".join(PRESETS)}')
-    p = dnnlib.EasyDict(PRESETS[preset])
-    torch.manual_seed(seed)
-    common = dict(c_dim=25, img_resolution=p.res, img_channels=3)
-    G_kwargs = dnnlib.EasyDict(
-        class_name='training.triplane.TriPlaneGenerator', z_dim=p.z_dim, w_dim=512,
-        mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=p.cbase, channel_max=p.cmax,
-        fused_modconv_default='inference_only', rendering_kwargs=_rendering_kwargs(p.res, p.sr, *p.depth),
-        num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=p.sr_fp16,
-        sr_kwargs=dnnlib.EasyDict(channel_base=p.cbase, channel_max=p.cmax, fused_modconv_default='inference_only'))
-    D_kwargs = dnnlib.EasyDict(
-        class_name='training.dual_discriminator.DualDiscriminator', block_kwargs=dnnlib.EasyDict(freeze_layers=0),
-        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4),
-        channel_base=p.cbase, channel_max=p.cmax, num_fp16_res=4, conv_clamp=256, disc_c_noise=0)
-    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).eval().requires_grad_(False)
-    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).eval().requires_grad_(False)
-    G.neural_rendering_resolution = p.nr_res
-    if p.calibrated:
-        calibrate_init(G)
-    if w_avg_samples:
-        from .cameras import frontal_label
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn([w_avg_samples, G.z_dim], generator=gen)
-        c = frontal_label(len(z))
-        with torch.no_grad():
-            w = torch.cat([G.backbone.mapping.forward(z[i:i + 1000], c[i:i + 1000] * G.rendering_kwargs['c_scale'],
-                                                      truncation_psi=1) for i in range(0, len(z), 1000)])
-        G.backbone.mapping.w_avg.copy_(w[:, 0].mean(0))
-    return G, D
-
-
-def save_network_pkl(path, G, D, training_set_kwargs=None):
-    """Write an EG3D snapshot (G, D, G_ema, augment_pipe, training_set_kwargs) atomically; EG3D's
-    legacy.load_network_pkl requires all of G, D and G_ema."""
-    import copy
-    from .io import atomic_path
-    snapshot = dict(training_set_kwargs=training_set_kwargs, augment_pipe=None)
-    for name, module in [('G', G), ('D', D), ('G_ema', G)]:
-        snapshot[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-    with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            pickle.dump(snapshot, f)
-
-
-def count_params(module) -> int:
-    return sum(p.numel() for p in module.parameters())
