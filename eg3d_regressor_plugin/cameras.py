@@ -138,14 +138,3 @@ def orbit(n_frames, yaw_range=0.35, pitch_range=0.25, pitch=0.0):
     return [(float(yaw_range * np.sin(2 * np.pi * ti)), float(pitch + pitch_range * np.cos(2 * np.pi * ti)))
             for ti in t]
 
-
-def parse_pose(s):
-    """'predicted' | 'frontal' | 'YAW,PITCH' (radians) for --pose options."""
-    from .errors import UserError
-    if s in ('predicted', 'frontal'):
-        return s
-    try:
-        yaw, pitch = (float(v) for v in s.split(','))
-    except ValueError:
-        raise UserError(f'--pose {s!r}: expected predicted, frontal or YAW,PITCH in radians (e.g. 0.3,-0.1)') from None
-    return yaw, pitch

@@ -18,7 +18,7 @@ from . import render
 from .errors import UserError, require_extra
 from .files import atomic_dir, check_outdir, save_image, save_npy
 from .images import image_grid, to_uint8
-from .options import Command, device_option, eg3d_option, parse_floats, shape_options, video_options
+from .options import Command, parse_pose, device_option, eg3d_option, parse_floats, shape_options, video_options
 
 #----------------------------------------------------------------------------
 # Inputs: an image (through the regressor) or a code file, and the camera to render it at.
@@ -191,7 +191,7 @@ def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, laye
     if w_path is not None and not Sources.is_code(w_path):
         raise UserError(f'--w {w_path}: expected a .npy latent code')
     alpha_list = parse_floats(alphas, '--alphas')
-    pose = cameras.parse_pose(pose_spec)
+    pose = parse_pose(pose_spec)
     Sources.check([spec], regressor_path, not no_align)
     boundary, meta = li.load_boundary(boundary_path)
     if video:

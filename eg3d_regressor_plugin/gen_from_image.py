@@ -18,7 +18,7 @@ from . import render
 from .errors import UserError
 from .files import atomic_dir, check_outdir, save_image, save_npy
 from .images import image_grid, to_uint8
-from .options import Command, device_option, eg3d_option, refine_options, shape_options
+from .options import Command, parse_pose, device_option, eg3d_option, refine_options, shape_options
 
 #----------------------------------------------------------------------------
 
@@ -172,7 +172,7 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
         --image='renders/*.png' --no-align --shapes --shape-format=.ply --video --refine-steps=50 --outdir=out
     """
     # Every check that needs no network runs first, so a mistake costs nothing and writes nothing.
-    pose = cameras.parse_pose(pose_spec)
+    pose = parse_pose(pose_spec)
     from .images import list_images
     paths = list_images(image_spec)
     check_outdir(outdir)

@@ -13,7 +13,7 @@ from . import render
 from .edit import Sources, pingpong, write_json, write_sequence
 from .errors import require_extra
 from .files import atomic_dir, check_outdir
-from .options import Command, device_option, eg3d_option, shape_options, video_options
+from .options import Command, parse_pose, device_option, eg3d_option, shape_options, video_options
 
 #----------------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
         --via=codes/seed0001.npy --to=codes/seed0002.npy --layers=fine --shapes --shape-format=.ply --outdir=out/abc
     """
     specs = [start, *via, end]
-    pose = cameras.parse_pose(pose_spec)
+    pose = parse_pose(pose_spec)
     Sources.check(specs, regressor_path, not no_align)
     if video:
         require_extra('video')

@@ -7,7 +7,7 @@ import re
 
 import click
 
-from .catalog import OPTIMIZERS, SHAPE_FORMATS
+from .catalog import COND_POSES, OPTIMIZERS, SHAPE_FORMATS
 from .errors import UserError
 
 
@@ -112,3 +112,67 @@ def refine_options(help_steps):
         return click.option('--refine-steps', type=click.IntRange(min=0), default=0, show_default=True,
                             help=help_steps)(f)
     return deco
+
+
+def network_option(required=True, help='EG3D network pickle (path or URL)'):
+    return click.option('--network', 'network_pkl', required=required, metavar='PKL', help=help)
+
+
+def regressor_option(required=True, help='Regressor checkpoint trained for this network'):
+    return click.option('--regressor', 'regressor_path', required=required, metavar='PT', help=help)
+
+
+def align_options(what='the image'):
+    """--no-align and --face-index, for commands that read photos."""
+    def deco(f):
+        f = click.option('--face-index', type=click.IntRange(min=0), default=None,
+                         help=f'Which face of {what}, 0 = largest  [default: 0]')(f)
+        return click.option('--no-align', is_flag=True,
+                            help=f'{what[0].upper() + what[1:]} is already an EG3D-style crop (e.g. an EG3D render): '
+                                 'only resize it')(f)
+    return deco
+
+
+def pose_option(help='Camera to render at (radians for YAW,PITCH)'):
+    return click.option('--pose', 'pose_spec', default='predicted', show_default=True,
+                        metavar='predicted|frontal|YAW,PITCH', help=help)
+
+
+def parse_pose(s):
+    """'predicted' | 'frontal' | 'YAW,PITCH' (radians) for --pose options."""
+    if s in ('predicted', 'frontal'):
+        return s
+    try:
+        yaw, pitch = (float(v) for v in s.split(','))
+    except ValueError:
+        raise UserError(f'--pose {s!r}: expected predicted, frontal or YAW,PITCH in radians (e.g. 0.3,-0.1)') from None
+    return yaw, pitch
+
+
+def layers_option(default=None, help='W+ levels to change: numbers and ranges (0-3,8), coarse, middle, fine or all'):
+    return click.option('--layers', default=default, show_default=default is not None, metavar='LEVELS', help=help)
+
+
+def parse_trunc_range(s):
+    """'0.5,1.0' or '0.7' -> (lo, hi) with 0 <= lo <= hi."""
+    if isinstance(s, (tuple, list)):
+        lo, hi = (float(v) for v in s)
+    else:
+        try:
+            vals = [float(v) for v in str(s).split(',')]
+            if len(vals) not in (1, 2):
+                raise ValueError
+        except ValueError:
+            raise UserError(f'--trunc-range {s!r}: expected LO,HI (e.g. 0.5,1.0) or one value') from None
+        lo, hi = vals[0], vals[-1]
+    if not 0 <= lo <= hi:
+        raise UserError(f'--trunc-range {s!r}: expected 0 <= LO <= HI')
+    return lo, hi
+
+
+def sampling_options(f):
+    """--trunc-range and --cond-pose: how synthetic pairs are drawn (training/data.py)."""
+    f = click.option('--cond-pose', type=click.Choice(COND_POSES), default='random', show_default=True,
+                     help='Pose the mapping network is conditioned on')(f)
+    return click.option('--trunc-range', default='0.5,1.0', show_default=True,
+                        help='Truncation psi range of the pairs: LO,HI (or one value)')(f)

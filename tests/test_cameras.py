@@ -59,13 +59,6 @@ def test_pose_sampling_is_seeded_and_bounded():
     assert 0.2 < a[0].std() < 0.4
 
 
-def test_parse_pose():
-    from eg3d_regressor_plugin.errors import UserError
-    assert cameras.parse_pose('frontal') == 'frontal'
-    assert cameras.parse_pose('0.3,-0.1') == (0.3, -0.1)
-    with pytest.raises(UserError):
-        cameras.parse_pose('left')
-
 
 def test_traced_label_matches_pose_to_label(eg3d_root):
     """The traced sampler (what a GPU replays) gives pose_to_label's labels for other poses than

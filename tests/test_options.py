@@ -1,0 +1,28 @@
+"""options.py: the shared option parsers, and the command class that turns a UserError into one
+line on stderr."""
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from eg3d_regressor_plugin import options
+from eg3d_regressor_plugin.errors import UserError
+
+
+def test_parse_pose():
+    assert options.parse_pose('frontal') == 'frontal'
+    assert options.parse_pose('0.3,-0.1') == (0.3, -0.1)
+    with pytest.raises(UserError):
+        options.parse_pose('left')
+
+
+def test_user_error_is_one_line_and_exit_2():
+    @click.command('t', cls=options.Command)
+    @click.option('--x', callback=lambda ctx, p, v: options.parse_pose(v))
+    def t(x):
+        raise UserError(f'library says no to {x}')
+
+    r = CliRunner().invoke(t, ['--x', '0,0'])
+    assert r.exit_code == 2 and r.output.strip() == 'Error: library says no to (0.0, 0.0)'
+    r = CliRunner().invoke(t, ['--x', 'left'])  # raised while parsing, before the command runs
+    assert r.exit_code == 2 and r.output.strip().startswith('Error: --pose') and 'Traceback' not in r.output
