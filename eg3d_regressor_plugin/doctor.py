@@ -3,10 +3,8 @@
 import platform
 
 import click
-import torch
 
 from . import __version__
-from . import bridge, devices, presets
 from .errors import EXTRAS, UserError, extra_available
 from .options import Command, device_option, eg3d_option
 
@@ -21,6 +19,8 @@ def doctor(eg3d, device):
     Example:
       eg3d-regress doctor --eg3d ../eg3d
     """
+    import torch
+    from . import bridge, devices, presets
     problems = []
     click.echo(f'eg3d-regressor-plugin {__version__}, Python {platform.python_version()}, torch {torch.__version__}')
     try:

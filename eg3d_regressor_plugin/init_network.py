@@ -3,13 +3,12 @@ network pickle that EG3D's own legacy.load_network_pkl and scripts load."""
 
 import click
 
-from . import bridge, presets
-from .training import networks
+from .catalog import PRESETS
 from .options import Command, eg3d_option
 
 
 @click.command('init-network', cls=Command)
-@click.option('--preset', type=click.Choice(list(presets.PRESETS)), default='tiny', show_default=True,
+@click.option('--preset', type=click.Choice(list(PRESETS)), default='tiny', show_default=True,
               help='Generator configuration')
 @click.option('--out', 'out', required=True, metavar='FILE', help='Where to write the network pickle')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Random seed of the weights')
@@ -26,17 +25,19 @@ def init_network(preset, out, seed, eg3d):
 
     EG3D's own initialisation renders largely clamped frames that respond to w chaotically; `tiny`
     is rescaled (opaque surfaces, a smooth response to w) so that a regressor can be trained on
-    it; see eg3d.calibrate_init.
+    it; see presets.calibrate_init.
 
     \b
     Example:
       eg3d-regress init-network --preset tiny --out tiny.pkl --seed 0
     """
+    from . import bridge, presets
+    from .training.networks import count_params
     bridge.import_eg3d(eg3d)
     G, D = presets.build_networks(preset, seed=seed)
     presets.save_network_pkl(out, G, D, training_set_kwargs=dict(resolution=G.img_resolution, use_labels=True))
     click.echo(f'Wrote {out}: preset {preset}, {G.img_resolution} px, w {G.backbone.num_ws} x {G.w_dim}, '
-               f'{networks.count_params(G):,} generator parameters')
+               f'{count_params(G):,} generator parameters')
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
-"""Image -> (w, pose, camera label): the one path from a photo or render to EG3D's latent code,
-shared by gen, eval, interp and edit."""
+"""Image -> (w, pose, camera label) -> reconstruction: the one path from a photo or render to
+EG3D's latent code (and, optionally, a refined one), shared by gen, eval, interp, edit and the
+benchmarks."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +58,36 @@ class Inverter:
             n = len(w)
             c = cameras.label_function(n, self.device)(*(torch.full((n,), float(v), device=self.device) for v in fixed))
         return dict(w=w, yaw=yaw, pitch=pitch, c=c)
+
+
+def truncate(G, w, psi):
+    """EG3D's truncation applied to a regressed w: w_avg + psi * (w - w_avg)."""
+    if psi == 1:
+        return w
+    w_avg = G.backbone.mapping.w_avg.to(w)
+    return w_avg + psi * (w - w_avg)
+
+
+def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_steps=0, refine_lr=0.01,
+                perceptual=None, refine_optimizer='lbfgs', progress=False):
+    """One aligned image (uint8 [R,R,3], R = G.img_resolution) -> dict of tensors and timings:
+    w_regressor, w (final: refined when refine_steps > 0), yaw, pitch (predicted), c_pred (the
+    predicted camera, where the refinement compares with the input), c (the camera to render at),
+    history (refinement), seconds."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        inv = inverter(img, pose=pose)
+    w = truncate(G, inv['w'], truncation_psi).float()
+    c_pred = cameras.pose_to_label(inv['yaw'], inv['pitch'], device=w.device)
+    seconds = dict(regress=time.perf_counter() - t0)
+    result = dict(w_regressor=w, w=w, yaw=inv['yaw'], pitch=inv['pitch'], c_pred=c_pred, c=inv['c'].float(),
+                  history=None)
+    if refine_steps:
+        from .optimize import optimize_w
+        t0 = time.perf_counter()
+        result['w'], result['history'] = optimize_w(G, img, c_pred, w, refine_steps, lr=refine_lr,
+                                                    perceptual=perceptual, progress=progress,
+                                                    desc='refine', optimizer=refine_optimizer)
+        seconds['refine'] = time.perf_counter() - t0
+    result['seconds'] = seconds
+    return result

@@ -89,10 +89,12 @@ def shape_options(what='the shape'):
     return deco
 
 
-def video_options(what):
-    """--video (writing `what`), --video-frames, --fps, --orbit, for commands that write a sweep."""
+def video_options(what, orbit=True):
+    """--video (writing `what`), --video-frames, --fps and, with `orbit`, --orbit (gen's video always
+    orbits), for commands that write a video."""
     def deco(f):
-        f = click.option('--orbit', is_flag=True, help='Orbit the camera during the video')(f)
+        if orbit:
+            f = click.option('--orbit', is_flag=True, help='Orbit the camera during the video')(f)
         f = click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True, help='Video frame rate')(f)
         f = click.option('--video-frames', type=click.IntRange(min=2), default=60, show_default=True,
                          help='Frames of the video')(f)

@@ -40,6 +40,12 @@ def render(G, w, c, seed=SEED, neural_rendering_resolution=None, grad=False):
         G.neural_rendering_resolution = nr_before
 
 
+def render_image(G, w, c, seed=SEED):
+    """(uint8 HWC image as saved, the full output dict) of one code at one camera."""
+    out = render(G, w, c, seed=seed)
+    return to_uint8(out['image'])[0], out
+
+
 def render_views(G, w, poses, seed=SEED, **pose_kwargs):
     """Images [len(poses),3,H,W] of one w (shape [1,num_ws,w_dim]) at a list of (yaw, pitch)."""
     out = []

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from eg3d_regressor_plugin import bridge, fingerprint, presets
+from eg3d_regressor_plugin.errors import UserError
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _find_eg3d():
-    from eg3d_regressor_plugin import bridge, fingerprint, presets
-    from eg3d_regressor_plugin.errors import UserError
     try:
         return bridge.find_eg3d(), None
     except UserError as e:
@@ -35,14 +36,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope='session')
 def eg3d_root():
-
     return bridge.import_eg3d()
 
 
 @pytest.fixture(scope='session')
 def tiny_networks(eg3d_root):
     """A randomly initialised `tiny` generator (128 px, 14 x 512 w) and its discriminator, CPU."""
-
     return presets.build_networks('tiny', seed=0, w_avg_samples=2000)
 
 
@@ -54,7 +53,6 @@ def tiny_G(tiny_networks):
 @pytest.fixture(scope='session')
 def tiny_pkl(tmp_path_factory, tiny_networks):
     """The same generator written as an EG3D network pickle."""
-
     path = tmp_path_factory.mktemp('net') / 'tiny.pkl'
     presets.save_network_pkl(path, *tiny_networks)
     return path
@@ -80,7 +78,6 @@ def assert_one_line_error(proc):
 def make_tiny_regressor(G, path, steps=30, seed=0):
     """A small U-Net regressor checkpoint for G, fitted for a few steps on 8 synthetic pairs: the
     file format is real, the quality is not the point."""
-
     from eg3d_regressor_plugin.training.checkpoint import normalize_w, save_checkpoint
     from eg3d_regressor_plugin.training.data import PairSampler, estimate_w_stats
     from eg3d_regressor_plugin.training.networks import build_regressor
