@@ -1,0 +1,226 @@
+"""Face identity, offline and differentiable: dlib's face-recognition ResNet in PyTorch (weights read
+from the `dlib_face_recognition_resnet_model_v1.dat` that `face-recognition-models` ships) and
+ArcFace IR-SE50 (the `model_ir_se50.pth` state dict pSp/e4e/GOAE train with), for an identity loss
+and an identity metric on any device, with gradients, with nothing downloaded.
+
+dlib's network (`anet_type` of dlib's dnn_face_recognition_ex.cpp) on a 150x150 face chip:
+con 32 7x7/2, affine, relu, max_pool 3x3/2, then residual blocks of two 3x3 convs with affine
+(batch norm folded into scale + shift) layers: 3 x 32, 4 x 64, 3 x 128, 3 x 256, 1 x 256 channels,
+the first block of each stage after the first downsampling by 2 (its shortcut is a 2x2 average
+pool, zero-padded in channels and space as dlib's add_prev does), global average pool, fc 128 with
+no bias; the descriptor is that output L2-normalised here (dlib returns it raw; its norm is ~1).
+
+The .dat file is dlib's binary serialization of that network (dlib/serialize.h, dnn/core.h,
+dnn/layers.h): integers are a control byte (bit 7: sign, low 4 bits: byte count) followed by
+little-endian bytes; floats are two such integers, mantissa then exponent (value = m * 2**e);
+strings are a length then bytes; bools are the characters '1' / '0'; tensors are version 2, four
+dimensions, then raw little-endian float32. The network is written outermost layer first, each
+wrapper's version before its sub-network and each layer's parameters after it, so parsing needs
+the architecture, which this module states (`DLIB_OPS`) and checks against every layer's header.
+"""
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .align import model_path, template_positions
+from .errors import UserError, require_extra
+
+# ----------------------------------------------------------------------------------------------
+# dlib's serialization.
+
+
+class _DlibReader:
+    """Reads dlib's serialized primitives from bytes (see the module docstring)."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def _take(self, n):
+        if self.pos + n > len(self.data):
+            raise ValueError(f'unexpected end of file at byte {self.pos}')
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def int(self):
+        ctrl = self._take(1)[0]
+        size = ctrl & 0x0F
+        if size == 0 or size > 8 or ctrl & 0x70:
+            raise ValueError(f'bad integer control byte {ctrl:#x} at byte {self.pos - 1}')
+        value = int.from_bytes(self._take(size), 'little')
+        return -value if ctrl & 0x80 else value
+
+    def float(self):
+        if self.data[self.pos] & 0x70:  # dlib's pre-2013 ASCII floats; no model file here uses them
+            raise ValueError(f'unsupported (ASCII) float encoding at byte {self.pos}')
+        mantissa, exponent = self.int(), self.int()
+        special = {32000: math.inf, 32001: -math.inf, 32002: math.nan}
+        return special[exponent] if exponent in special else math.ldexp(mantissa, exponent)
+
+    def bool(self):
+        ch = self._take(1)
+        if ch not in (b'0', b'1'):
+            raise ValueError(f'bad bool {ch!r} at byte {self.pos - 1}')
+        return ch == b'1'
+
+    def str(self):
+        return self._take(self.int()).decode('latin-1')
+
+    def _dims(self, what, expected):
+        version = self.int()
+        if version != expected:
+            raise ValueError(f'{what} version {version} (expected {expected}) at byte {self.pos}')
+        return [self.int() for _ in range(4)]
+
+    def tensor(self):
+        dims = self._dims('tensor', 2)
+        count = int(np.prod(dims))
+        return np.frombuffer(self._take(4 * count), dtype='<f4').reshape(dims).astype(np.float32)
+
+    def alias(self):
+        """An alias_tensor: only the shape of a view into the layer's `params`."""
+        return self._dims('alias tensor', 1)
+
+
+def _read_details(r: _DlibReader, kind):
+    """One layer's parameters; checks that its version string is of the expected kind."""
+    version = r.str()
+    if not version.startswith(kind):
+        raise ValueError(f'expected a {kind} layer, found {version!r} at byte {r.pos}')
+    d = {'version': version}
+    if kind == 'con_':
+        if version not in ('con_4', 'con_5', 'con_6'):
+            raise ValueError(f'unsupported layer version {version!r}')
+        params = r.tensor().ravel()
+        d['num_filters'], d['nr'], d['nc'] = r.int(), r.int(), r.int()
+        d['stride'], d['padding'] = (r.int(), r.int()), (r.int(), r.int())
+        fshape, bshape = r.alias(), r.alias()
+        [r.float() for _ in range(4)]  # learning-rate and weight-decay multipliers
+        d['use_bias'] = r.bool() if version in ('con_5', 'con_6') else True
+        if version == 'con_6':
+            r.bool()  # use_relu: a fused relu, only set by dlib's own layer fusion
+        n = int(np.prod(fshape))
+        d['weight'] = params[:n].reshape(fshape)  # [out, in, kh, kw], cross-correlation as torch
+        d['bias'] = params[n:n + int(np.prod(bshape))] if d['use_bias'] else None
+    elif kind == 'affine_':
+        params = r.tensor().ravel()
+        g, b = r.alias(), r.alias()
+        d['mode'] = r.int()
+        if version == 'affine_2':
+            d['disabled'] = r.bool()
+        n = int(np.prod(g))
+        d['gamma'], d['beta'] = params[:n], params[n:n + int(np.prod(b))]
+    elif kind == 'relu_':
+        if version == 'relu_2':
+            d['disabled'] = r.bool()
+    elif kind in ('max_pool_', 'avg_pool_'):
+        d['nr'], d['nc'] = r.int(), r.int()
+        d['stride'], d['padding'] = (r.int(), r.int()), (r.int(), r.int())
+    elif kind == 'add_prev_':
+        pass
+    elif kind == 'fc_':
+        num_outputs, num_inputs = r.int(), r.int()
+        params = r.tensor().ravel()
+        w, b = r.alias(), r.alias()
+        d['bias_mode'] = r.int()
+        [r.float() for _ in range(4)]
+        if version == 'fc_3':
+            r.bool()  # use_bias (fc_no_bias has no bias whatever it says)
+        d['weight'] = params[:num_inputs * num_outputs].reshape(num_inputs, num_outputs)  # x @ W
+    elif kind == 'input_rgb_image_sized':
+        d['mean_rgb'] = [r.float() for _ in range(3)]
+        d['size'] = (r.int(), r.int())
+    elif kind == 'loss_metric_':
+        if version == 'loss_metric_2':
+            d['margin'], d['dist_thresh'] = r.float(), r.float()
+    else:
+        raise KeyError(kind)
+    return d
+
+
+def _dlib_ops():
+    """dlib's anet_type from input to output: (kind, argument) per layer; 'tag'/'skip' are dlib's
+    tag and skip wrappers, 'add_prev' adds the output of the nearest tag below with that id."""
+    ops = [('con_', (32, 7, 2)), ('affine_', None), ('relu_', None), ('max_pool_', (3, 2))]
+
+    def block(n, down):
+        s = 2 if down else 1
+        ops.extend([('tag', 1), ('con_', (n, 3, s)), ('affine_', None), ('relu_', None),
+                    ('con_', (n, 3, 1)), ('affine_', None)])
+        if down:
+            ops.extend([('tag', 2), ('skip', 1), ('avg_pool_', (2, 2)), ('add_prev_', 2)])
+        else:
+            ops.append(('add_prev_', 1))
+        ops.append(('relu_', None))
+
+    for n, count, down in DLIB_STAGES:
+        for i in range(count):
+            block(n, down and i == 0)
+    ops.extend([('avg_pool_', (0, 1)), ('fc_', 128)])
+    return ops
+
+
+# (channels, blocks, first block downsamples) from input to output: dlib's alevel4 ... alevel0
+DLIB_STAGES = [(32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True)]
+DLIB_OPS = _dlib_ops()
+
+
+def read_dlib_resnet(path):
+    """Parse dlib_face_recognition_resnet_model_v1.dat into numpy arrays.
+
+    Returns a dict: 'mean_rgb' (the input layer's per-channel mean, 0-255), 'size' (150, 150),
+    'convs' (list of dicts with 'weight' [out, in, k, k], 'bias', 'stride', 'padding'),
+    'affines' (list of dicts with 'gamma', 'beta'), 'pools' (the pooling layers' parameters),
+    'fc' ([256, 128], applied as x @ fc), in input-to-output order. Raises ValueError when the file
+    is not this network.
+    """
+    with open(path, 'rb') as f:
+        r = _DlibReader(f.read())
+    if r.int() != 1:
+        raise ValueError('not a dlib loss-layer network')
+    loss = _read_details(r, 'loss_metric_')
+    # wrappers' versions, outermost first, down to the innermost add_layer<con, input>
+    versions = [r.int() for _ in DLIB_OPS[1:]][::-1]
+    inner_version = r.int()
+    if inner_version not in (2, 3):
+        raise ValueError(f'unexpected input add_layer version {inner_version}')
+    inp = _read_details(r, 'input_rgb_image_sized')
+    layers = []
+
+    def layer_state(version, is_input):
+        r.bool(), r.bool(), r.bool()  # setup called, gradient stale, output disabled
+        r.tensor(), r.tensor()  # x_grad, cached_output (empty in saved models)
+        if version == 2 or is_input:
+            r.tensor()  # params_grad / grad_final
+        if is_input and version == 3:
+            r.int()  # sample expansion factor
+
+    layers.append(_read_details(r, 'con_'))
+    layer_state(inner_version, True)
+    for (kind, _), version in zip(DLIB_OPS[1:], versions):
+        if kind in ('tag', 'skip'):
+            if version != 1:
+                raise ValueError(f'unexpected {kind} layer version {version}')
+            continue
+        if version not in (1, 2):
+            raise ValueError(f'unexpected add_layer version {version}')
+        layers.append(_read_details(r, kind))
+        layer_state(version, False)
+    if r.pos != len(r.data):
+        raise ValueError(f'{len(r.data) - r.pos} bytes left over after the network')
+    # check hyper-parameters against the architecture this module builds
+    ops = [op for op in DLIB_OPS if op[0] not in ('tag', 'skip')]
+    for (kind, arg), d in zip(ops, layers):
+        if kind == 'con_' and (d['num_filters'], d['nr'], d['stride'][0]) != arg:
+            raise ValueError(f'conv {d["num_filters"]}x{d["nr"]}/{d["stride"][0]} where {arg} was expected')
+    out = dict(mean_rgb=inp['mean_rgb'], size=inp['size'], loss=loss,
+               convs=[d for d in layers if d['version'].startswith('con_')],
+               affines=[d for d in layers if d['version'].startswith('affine_')],
+               pools=[d for d in layers if 'pool' in d['version']],
+               fc=next(d['weight'] for d in layers if d['version'].startswith('fc_')))
+    return out
