@@ -8,7 +8,7 @@ con 32 7x7/2, affine, relu, max_pool 3x3/2, then residual blocks of two 3x3 conv
 (batch norm folded into scale + shift) layers: 3 x 32, 4 x 64, 3 x 128, 3 x 256, 1 x 256 channels,
 the first block of each stage after the first downsampling by 2 (its shortcut is a 2x2 average
 pool, zero-padded in channels and space as dlib's add_prev does), global average pool, fc 128 with
-no bias; the descriptor is that output L2-normalised here (dlib returns it raw; its norm is ~1).
+no bias; dlib returns that output raw (norm ~1.5), `FaceIdentity.embed` L2-normalises it.
 
 The .dat file is dlib's binary serialization of that network (dlib/serialize.h, dnn/core.h,
 dnn/layers.h): integers are a control byte (bit 7: sign, low 4 bits: byte count) followed by
@@ -224,3 +224,93 @@ def read_dlib_resnet(path):
                pools=[d for d in layers if 'pool' in d['version']],
                fc=next(d['weight'] for d in layers if d['version'].startswith('fc_')))
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# dlib's ResNet in PyTorch.
+
+
+class _Affine(nn.Module):
+    """dlib's affine layer: a per-channel scale and shift (batch norm with its statistics folded in)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def _add_padded(a, b):
+    """dlib's add_prev: the sum over the larger of both shapes, each input zero-padded at the end
+    of the channels, rows and columns (the 64 -> 128 shortcuts, and 8x8 maps pooled to 4x4 while
+    the strided conv gives 3x3)."""
+    shape = [max(s, t) for s, t in zip(a.shape, b.shape)]
+
+    def pad(t):
+        p = [0, shape[3] - t.shape[3], 0, shape[2] - t.shape[2], 0, shape[1] - t.shape[1]]
+        return F.pad(t, p) if any(p) else t
+    return pad(a) + pad(b)
+
+
+class _DlibBlock(nn.Module):
+    """relu(affine(conv3x3(relu(affine(conv3x3/s(x))))) + shortcut(x)); shortcut: 2x2 average
+    pool when the block downsamples (stride 2, no padding, as dlib's con<N,3,3,2,2>), else x."""
+
+    def __init__(self, cin, cout, down):
+        super().__init__()
+        self.down = down
+        self.conv1 = nn.Conv2d(cin, cout, 3, 2 if down else 1, 0 if down else 1)
+        self.aff1 = _Affine(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.aff2 = _Affine(cout)
+
+    def forward(self, x):
+        y = self.aff2(self.conv2(F.relu(self.aff1(self.conv1(x)))))
+        return F.relu(_add_padded(y, F.avg_pool2d(x, 2) if self.down else x))
+
+
+class DlibFaceResNet(nn.Module):
+    """dlib's face-recognition ResNet. forward: RGB face chips [N,3,150,150] with values 0-255
+    (dlib's get_face_chip, size 150, padding 0.25) -> raw 128-d descriptors (dlib's output)."""
+
+    input_size = 150
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer('mean_rgb', torch.tensor([122.782, 117.001, 104.298]))
+        self.conv1 = nn.Conv2d(3, 32, 7, 2, 0)
+        self.aff1 = _Affine(32)
+        blocks, cin = [], 32
+        for n, count, down in DLIB_STAGES:
+            for i in range(count):
+                blocks.append(_DlibBlock(cin, n, down and i == 0))
+                cin = n
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(256, 128, bias=False)
+
+    def forward(self, x):
+        x = (x - self.mean_rgb[:, None, None]) / 256  # dlib's input_rgb_image_sized
+        x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
+        x = self.blocks(x).mean(dim=(2, 3))
+        return self.fc(x)
+
+    @classmethod
+    def from_dat(cls, path):
+        """Build the network with the weights of a dlib .dat file (see read_dlib_resnet)."""
+        m = read_dlib_resnet(path)
+        net = cls()
+        convs = [net.conv1] + [c for b in net.blocks for c in (b.conv1, b.conv2)]
+        affs = [net.aff1] + [a for b in net.blocks for a in (b.aff1, b.aff2)]
+        for conv, d in zip(convs, m['convs']):
+            if tuple(d['weight'].shape) != tuple(conv.weight.shape) or d['padding'][0] != conv.padding[0]:
+                raise ValueError(f'conv {list(d["weight"].shape)} pad {d["padding"]} does not fit {conv}')
+            conv.weight.data.copy_(torch.from_numpy(d['weight']))
+            conv.bias.data.copy_(torch.from_numpy(d['bias']))
+        for aff, d in zip(affs, m['affines']):
+            aff.weight.data.copy_(torch.from_numpy(d['gamma']))
+            aff.bias.data.copy_(torch.from_numpy(d['beta']))
+        net.fc.weight.data.copy_(torch.from_numpy(m['fc'].T))  # dlib: x @ W, torch: x @ W.T
+        net.mean_rgb.copy_(torch.tensor(m['mean_rgb']))
+        return net
