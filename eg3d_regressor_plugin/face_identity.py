@@ -314,3 +314,212 @@ class DlibFaceResNet(nn.Module):
         net.fc.weight.data.copy_(torch.from_numpy(m['fc'].T))  # dlib: x @ W, torch: x @ W.T
         net.mean_rgb.copy_(torch.tensor(m['mean_rgb']))
         return net
+
+
+# ----------------------------------------------------------------------------------------------
+# ArcFace IR-SE50, with the parameter names of the InsightFace PyTorch port that pSp, e4e and GOAE
+# load `model_ir_se50.pth` into (input_layer.*, body.N.*, output_layer.*).
+
+
+class _SE(nn.Module):
+    """Squeeze-and-excitation: channel gates from the globally pooled map."""
+
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+
+
+class _IRSEUnit(nn.Module):
+    """Improved-residual unit: BN, conv3x3, PReLU, conv3x3/stride, BN, SE, plus a shortcut
+    (subsampling, or a strided 1x1 conv + BN when the width changes)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        if cin == cout:
+            self.shortcut_layer = nn.MaxPool2d(1, stride)  # keeps every stride-th pixel
+        else:
+            self.shortcut_layer = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.PReLU(cout),
+            nn.Conv2d(cout, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), _SE(cout))
+
+    def forward(self, x):
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+class ArcFaceIRSE50(nn.Module):
+    """ArcFace IR-SE50 for 112x112 inputs in [-1, 1] -> 512-d embeddings (not normalised here)."""
+
+    input_size = 112
+    STAGES = [(64, 3), (128, 4), (256, 14), (512, 3)]  # (width, units); each stage starts with stride 2
+
+    def __init__(self):
+        super().__init__()
+        self.input_layer = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+        units, cin = [], 64
+        for width, count in self.STAGES:
+            for i in range(count):
+                units.append(_IRSEUnit(cin, width, 2 if i == 0 else 1))
+                cin = width
+        self.body = nn.Sequential(*units)
+        self.output_layer = nn.Sequential(nn.BatchNorm2d(512), nn.Dropout(0.6), nn.Flatten(),
+                                          nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512))
+
+    def forward(self, x):
+        return self.output_layer(self.body(self.input_layer(x)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Where each network's input sits in an EG3D crop, as (left, top, side), fractions of the crop
+# (continuous coordinates: 0 and 1 are the crop's outer edges).
+
+
+def _dlib_region():
+    """dlib's chip (get_face_chip, size 150, padding 0.25) of a face in EG3D's crop. Measured with
+    dlib's get_face_chip_details on the landmarks of the astronaut's EG3D crop (plain, mirrored,
+    rotated +-5 degrees before aligning: centre y 0.534-0.541, side 0.737-0.742 of the crop, chip
+    roll under 8 degrees); centred in x, as EG3D's template is symmetric."""
+    cy, side = 0.5374, 0.7449
+    return 0.5 - side / 2, cy - side / 2, side
+
+
+def _arcface_region():
+    """pSp's ArcFace input: the 256-px FFHQ crop's [35:223, 32:220], mapped into EG3D's crop. The
+    FFHQ square follows from EG3D's template points by FFHQ's alignment rule (centre: eye midpoint
+    + 0.1 x eye-to-mouth; side: max(4 x eye distance, 3.6 x eye-to-mouth distance))."""
+    t = template_positions(1.0)
+    eyes, mouth = (t[0] + t[1]) / 2, (t[3] + t[4]) / 2
+    eye_to_eye, eye_to_mouth = t[1] - t[0], mouth - eyes
+    side = max(4 * np.hypot(*eye_to_eye), 3.6 * np.hypot(*eye_to_mouth))
+    c = eyes + 0.1 * eye_to_mouth
+    left, top = c[0] - side / 2 + side * 32 / 256, c[1] - side / 2 + side * 35 / 256
+    return float(left), float(top), float(side * 188 / 256)
+
+
+class FaceIdentity(nn.Module):
+    """An identity network with its input crop: `embed` maps EG3D-style aligned face crops
+    [N,3,H,W] in [-1, 1] to unit embeddings [N,D] (D = 128 for dlib, 512 for ArcFace),
+    differentiably (an antialiased resize, then bilinear resampling of the fixed face region)."""
+
+    def __init__(self, net, kind, region=None):
+        super().__init__()
+        self.net, self.kind = net, kind
+        self.region = region or (_dlib_region() if kind == 'dlib' else _arcface_region())
+        self.dim = 128 if kind == 'dlib' else 512
+
+    def _to_net_input(self, x):
+        """[-1, 1] images -> the network's value range (dlib: 0-255 RGB; ArcFace: [-1, 1])."""
+        return (x + 1) * 127.5 if self.kind == 'dlib' else x
+
+    def crop(self, x):
+        """The network's input region of EG3D-style crops, resampled to its input size."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f'expected images [N,3,H,W], got {list(x.shape)}')
+        left, top, side = self.region
+        size = self.net.input_size
+        # antialias first so that the region is ~size px: bilinear sampling alone would alias
+        h, w = x.shape[2:]
+        scale = size / (side * max(h, w))
+        if scale < 1:
+            x = F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                              mode='bilinear', align_corners=False, antialias=True)
+        theta = x.new_tensor([[side, 0, 2 * left + side - 1], [0, side, 2 * top + side - 1]])
+        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), [x.shape[0], 3, size, size], align_corners=False)
+        return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+    def embed(self, x):
+        """EG3D-style crops [N,3,H,W] in [-1, 1] -> unit embeddings [N,D]."""
+        return F.normalize(self.net(self._to_net_input(self.crop(x))), dim=1)
+
+    forward = embed
+
+    def embed_chips(self, chips):
+        """dlib only: uint8 face chips [N,150,150,3] (or one [150,150,3]) from get_face_chip ->
+        unit embeddings [N,128] (dlib's compute_face_descriptor, normalised)."""
+        if self.kind != 'dlib':
+            raise ValueError('embed_chips needs the dlib network')
+        c = torch.from_numpy(np.array(chips, dtype=np.uint8))  # a copy: dlib returns read-only arrays
+        c = c[None] if c.ndim == 3 else c
+        if c.shape[1:] != (150, 150, 3):
+            raise ValueError(f'expected chips [N,150,150,3], got {list(c.shape)}')
+        dev = self.net.mean_rgb.device
+        return F.normalize(self.net(c.permute(0, 3, 1, 2).float().to(dev)), dim=1)
+
+
+def identity_similarity(a, b):
+    """Cosine similarity per sample of embeddings [N,D] x [N,D] -> [N]."""
+    return F.cosine_similarity(a, b, dim=1)
+
+
+def identity_loss(x, y, model):
+    """Mean over the batch of 1 - cosine between the identities of images x and y ([N,3,H,W],
+    [-1, 1], EG3D-style crops) under `model` (a FaceIdentity); y is the target (no gradient)."""
+    with torch.no_grad():
+        ey = model.embed(y)
+    return (1 - identity_similarity(model.embed(x), ey)).mean()
+
+
+def chip_from_landmarks(img_uint8, landmarks68, size=150, padding=0.25):
+    """dlib's face chip (get_face_chip: similarity-aligned to dlib's mean face) of a uint8 RGB
+    image [H,W,3] from 68 (or 5) landmarks [K,2] (x, y in pixels) -> uint8 [size,size,3]."""
+    dlib = require_extra('align', 'dlib')
+    pts = np.asarray(landmarks68, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) not in (5, 68):
+        raise UserError(f'landmarks68 must be [68, 2] or [5, 2] points, got {list(pts.shape)}')
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    shape = dlib.full_object_detection(dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),
+                                       [dlib.point(int(round(x)), int(round(y))) for x, y in pts])
+    img = np.ascontiguousarray(np.asarray(img_uint8, dtype=np.uint8))
+    return np.asarray(dlib.get_face_chip(img, shape, size=size, padding=padding))
+
+
+def load_face_identity(spec='dlib', device='cpu'):
+    """An identity network in eval mode, its parameters frozen (gradients flow to the input only).
+
+    spec: 'dlib' for dlib's face-recognition ResNet from the `face-recognition-models` package, or
+    the path of an ArcFace IR-SE50 state dict (`model_ir_se50.pth`, as pSp/e4e/GOAE use).
+    """
+    if spec == 'dlib':
+        path = model_path('recognition')  # UserError with the pip line when the extra is missing
+        try:
+            net = DlibFaceResNet.from_dat(path)
+        except (ValueError, OSError) as e:
+            raise UserError(f'cannot read dlib\'s face-recognition model {path}: {e}') from None
+        kind = 'dlib'
+    else:
+        net, kind = _load_arcface(os.fspath(spec)), 'arcface'
+    model = FaceIdentity(net, kind).to(device).eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _load_arcface(path):
+    if not os.path.isfile(path):
+        raise UserError(f"spec: no file {path} (use 'dlib' or the path of an ArcFace IR-SE50 state dict)")
+    try:
+        sd = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # a corrupt file or a pickle of anything else
+        raise UserError(f'spec: {path} is not a readable PyTorch state dict ({type(e).__name__}: {e})') from None
+    if isinstance(sd, dict) and isinstance(sd.get('state_dict'), dict):
+        sd = sd['state_dict']  # training checkpoints wrap it
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f'spec: {path} is not a state dict of tensors (expected ArcFace IR-SE50, model_ir_se50.pth)')
+    net = ArcFaceIRSE50()
+    want = net.state_dict()
+    missing = [k for k in want if k not in sd]
+    unexpected = [k for k in sd if k not in want]
+    wrong = [f'{k} {list(sd[k].shape)} (expected {list(want[k].shape)})'
+             for k in want if k in sd and sd[k].shape != want[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f'{len(missing)} missing (e.g. {missing[0]})' if missing else '',
+                 f'{len(unexpected)} unexpected (e.g. {unexpected[0]})' if unexpected else '',
+                 f'{len(wrong)} of the wrong shape (e.g. {wrong[0]})' if wrong else '']
+        raise UserError(f'spec: {path} is not an ArcFace IR-SE50 state dict: keys '
+                        + ', '.join(p for p in parts if p))
+    net.load_state_dict(sd)
+    return net
