@@ -174,7 +174,7 @@ def test_gradients_and_batches(model):
     assert loss.requires_grad and 0 < loss.item() <= 2
     assert float(fi.identity_loss(x.detach(), x.detach(), model)) < 1e-5
     s = fi.identity_similarity(e, e.flip(0))
-    assert s.shape == (3,) and abs(float(s[1]) - 1) < 1e-5
+    assert s.shape == (3,) and abs(s[1].item() - 1) < 1e-5
 
 
 @needs_dlib
