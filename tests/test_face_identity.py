@@ -13,9 +13,10 @@ import torch
 from eg3d_regressor_plugin import face_identity as fi
 from eg3d_regressor_plugin.errors import UserError
 
-HAVE_DLIB = importlib.util.find_spec('dlib') is not None and importlib.util.find_spec('face_recognition_models') is not None
+HAVE_DLIB = all(importlib.util.find_spec(m) is not None for m in ('dlib', 'face_recognition_models'))
 needs_dlib = pytest.mark.skipif(not HAVE_DLIB, reason='needs dlib-bin and face-recognition-models (the "align" extra)')
-needs_skimage = pytest.mark.skipif(importlib.util.find_spec('skimage') is None, reason='needs scikit-image (its bundled photos)')
+needs_skimage = pytest.mark.skipif(importlib.util.find_spec('skimage') is None,
+                                   reason='needs scikit-image (its bundled photos)')
 
 
 # ---------------------------------------------------------------------------------------------
