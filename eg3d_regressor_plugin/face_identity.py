@@ -6,9 +6,14 @@ and an identity metric on any device, with gradients, with nothing downloaded.
 dlib's network (`anet_type` of dlib's dnn_face_recognition_ex.cpp) on a 150x150 face chip:
 con 32 7x7/2, affine, relu, max_pool 3x3/2, then residual blocks of two 3x3 convs with affine
 (batch norm folded into scale + shift) layers: 3 x 32, 4 x 64, 3 x 128, 3 x 256, 1 x 256 channels,
-the first block of each stage after the first downsampling by 2 (its shortcut is a 2x2 average
-pool, zero-padded in channels and space as dlib's add_prev does), global average pool, fc 128 with
-no bias; dlib returns that output raw (norm ~1.5), `FaceIdentity.embed` L2-normalises it.
+every stage but the first opening with a block that halves the resolution (its shortcut is a 2x2
+average pool, zero-padded in channels and space as dlib's add_prev does), global average pool,
+fc 128 with no bias; dlib returns that output raw (norm ~1.5), `FaceIdentity.embed` L2-normalises
+it. On dlib's own chips the port reproduces dlib's raw descriptors within 4e-7 (tests/test_face_identity.py).
+
+Public API: load_face_identity(spec, device) -> FaceIdentity (embed, embed_chips, crop),
+identity_similarity(a, b), identity_loss(x, y, model), chip_from_landmarks(img, landmarks68),
+read_dlib_resnet(path).
 
 The .dat file is dlib's binary serialization of that network (dlib/serialize.h, dnn/core.h,
 dnn/layers.h): integers are a control byte (bit 7: sign, low 4 bits: byte count) followed by
@@ -176,8 +181,8 @@ def read_dlib_resnet(path):
     Returns a dict: 'mean_rgb' (the input layer's per-channel mean, 0-255), 'size' (150, 150),
     'convs' (list of dicts with 'weight' [out, in, k, k], 'bias', 'stride', 'padding'),
     'affines' (list of dicts with 'gamma', 'beta'), 'pools' (the pooling layers' parameters),
-    'fc' ([256, 128], applied as x @ fc), in input-to-output order. Raises ValueError when the file
-    is not this network.
+    'fc' ([256, 128], applied as x @ fc), in input-to-output order, and 'loss' (the metric loss's
+    settings). Raises ValueError when the file is not this network.
     """
     with open(path, 'rb') as f:
         r = _DlibReader(f.read())
@@ -403,7 +408,11 @@ def _arcface_region():
 class FaceIdentity(nn.Module):
     """An identity network with its input crop: `embed` maps EG3D-style aligned face crops
     [N,3,H,W] in [-1, 1] to unit embeddings [N,D] (D = 128 for dlib, 512 for ArcFace),
-    differentiably (an antialiased resize, then bilinear resampling of the fixed face region)."""
+    differentiably (an antialiased resize, then bilinear resampling of the fixed face region).
+
+    The region does not follow the face's roll, which EG3D's crop keeps: against dlib's descriptor
+    of the same crop (chipped from its landmarks, roll removed) the cosine is ~0.997 for an upright
+    face, ~0.98 at 8 degrees of roll, ~0.94-0.98 for a three-quarter view."""
 
     def __init__(self, net, kind, region=None):
         super().__init__()
