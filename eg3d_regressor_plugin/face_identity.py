@@ -12,7 +12,7 @@ fc 128 with no bias; dlib returns that output raw (norm ~1.5), `FaceIdentity.emb
 it. On dlib's own chips the port reproduces dlib's raw descriptors within 4e-7 (tests/test_face_identity.py).
 
 Public API: load_face_identity(spec, device) -> FaceIdentity (embed, embed_chips, crop),
-identity_similarity(a, b), identity_loss(x, y, model), chip_from_landmarks(img, landmarks68),
+identity_similarity(a, b), identity_loss(x, y, model=None), chip_from_landmarks(img, landmarks68),
 read_dlib_resnet(path).
 
 The .dat file is dlib's binary serialization of that network (dlib/serialize.h, dnn/core.h,
@@ -24,6 +24,7 @@ wrapper's version before its sub-network and each layer's parameters after it, s
 the architecture, which this module states (`DLIB_OPS`) and checks against every layer's header.
 """
 
+import functools
 import math
 import os
 
@@ -464,12 +465,20 @@ def identity_similarity(a, b):
     return F.cosine_similarity(a, b, dim=1)
 
 
-def identity_loss(x, y, model):
+def identity_loss(x, y, model=None):
     """Mean over the batch of 1 - cosine between the identities of images x and y ([N,3,H,W],
-    [-1, 1], EG3D-style crops) under `model` (a FaceIdentity); y is the target (no gradient)."""
+    [-1, 1], EG3D-style crops) under `model` (a FaceIdentity; by default dlib's network, loaded
+    once per device); y is the target (no gradient)."""
+    if model is None:
+        model = _default_model(str(x.device))
     with torch.no_grad():
         ey = model.embed(y)
     return (1 - identity_similarity(model.embed(x), ey)).mean()
+
+
+@functools.lru_cache(maxsize=None)
+def _default_model(device):
+    return load_face_identity('dlib', device)
 
 
 def chip_from_landmarks(img_uint8, landmarks68, size=150, padding=0.25):

@@ -174,6 +174,7 @@ def test_gradients_and_batches(model):
     loss = fi.identity_loss(x, y, model)
     assert loss.requires_grad and 0 < loss.item() <= 2
     assert float(fi.identity_loss(x.detach(), x.detach(), model)) < 1e-5
+    assert torch.allclose(fi.identity_loss(x.detach(), y), loss.detach(), atol=1e-6)  # dlib by default
     s = fi.identity_similarity(e, e.flip(0))
     assert s.shape == (3,) and abs(s[1].item() - 1) < 1e-5
 
