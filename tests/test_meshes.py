@@ -84,3 +84,26 @@ def test_coloured_mesh_files(tmp_path, tiny_G, fmt):
     # The colours are the generator's radiance at the vertices, mapped as EG3D's raw image is.
     expected = meshes.vertex_colours(tiny_G, w, m.vertices[:50])
     assert np.abs(colours[:50, :3].astype(int) - expected).max() <= 1
+
+
+@pytest.mark.eg3d
+def test_decimated_coloured_mesh(tmp_path, tiny_G):
+    if importlib.util.find_spec('fast_simplification') is None:
+        pytest.skip('fast-simplification is not installed')
+    w = tiny_G.backbone.mapping.w_avg.reshape(1, 1, -1).repeat(1, tiny_G.backbone.num_ws, 1)
+    with pytest.warns(UserWarning, match='density never crosses'):
+        _, full = meshes.save_shape_file(tmp_path / 'full.ply', tiny_G, w, shape_res=SHAPE_RES, progress=False)
+        path, n_faces = meshes.save_shape_file(tmp_path / 'small.ply', tiny_G, w, shape_res=SHAPE_RES,
+                                               decimate=full // 4, progress=False)
+    assert n_faces <= full // 4 + 10 < full
+    m = trimesh.load(path, process=False)
+    assert len(m.faces) == n_faces and np.asarray(m.visual.vertex_colors)[:, :3].std(0).max() > 0.5
+
+
+@pytest.mark.eg3d
+def test_save_shape_file_mrc_and_bad_format(tmp_path, tiny_G):
+    w = tiny_G.backbone.mapping.w_avg.reshape(1, 1, -1).repeat(1, tiny_G.backbone.num_ws, 1)
+    path, n = meshes.save_shape_file(tmp_path / 'vol', tiny_G, w, shape_res=32, shape_format='.mrc', progress=False)
+    assert path.name == 'vol.mrc' and path.is_file() and n is None
+    with pytest.raises(UserError, match="shape_format must be one of .mrc, .ply, .obj, .glb, got '.stl'"):
+        meshes.save_shape_file(tmp_path / 'x', tiny_G, w, shape_format='.stl')
