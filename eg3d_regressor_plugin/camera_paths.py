@@ -99,7 +99,8 @@ def load_path_file(path):
         if abs(vals['yaw']) > math.pi:
             raise UserError(f'{where}: yaw {vals["yaw"]:g} is outside [-pi, pi] (radians)')
         if abs(vals['pitch']) > PITCH_LIMIT:
-            raise UserError(f'{where}: pitch {vals["pitch"]:g} is outside [-{PITCH_LIMIT:.2f}, {PITCH_LIMIT:.2f}] (radians)')
+            raise UserError(f'{where}: pitch {vals["pitch"]:g} is outside '
+                            f'[-{PITCH_LIMIT:.2f}, {PITCH_LIMIT:.2f}] (radians)')
         if 'radius' in vals and not vals['radius'] > 0:
             raise UserError(f'{where}: radius {vals["radius"]:g} must be > 0')
         if 'fov' in vals and not 1 <= vals['fov'] < 180:

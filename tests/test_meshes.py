@@ -4,7 +4,6 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from eg3d_regressor_plugin import meshes
@@ -48,7 +47,8 @@ def test_decimate_errors(monkeypatch):
     with pytest.raises(UserError, match='decimate_to'):
         meshes.clean_mesh(mesh, decimate_to=0)
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'fast_simplification' else real(name, *a))
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'fast_simplification' else real(name, *a))
     with pytest.raises(UserError, match='pip install fast-simplification'):
         meshes.clean_mesh(mesh, decimate_to=100)
 
