@@ -21,4 +21,4 @@ PRESETS = {
 ARCHS = ('vit', 'unet', 'psp')                  # training/networks.py
 COND_POSES = ('random', 'same', 'frontal')      # training/data.py
 OPTIMIZERS = ('adam', 'lbfgs')                  # optimize.py
-SHAPE_FORMATS = ('.mrc', '.ply')                # render.py
+SHAPE_FORMATS = ('.mrc', '.ply', '.obj', '.glb')  # meshes.py: a density volume, or a mesh

@@ -12,6 +12,7 @@ EXTRAS = {
     'video': [('imageio_ffmpeg', 'imageio-ffmpeg')],
     'edit': [('sklearn', 'scikit-learn')],
     'tensorboard': [('tensorboard', 'tensorboard')],
+    'mesh': [('fast_simplification', 'fast-simplification')],
 }
 
 

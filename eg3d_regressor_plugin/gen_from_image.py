@@ -27,7 +27,7 @@ from .options import (Command, align_options, device_option, eg3d_option, networ
 @eg3d_option
 @device_option
 def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, pose_spec, truncation_psi, views,
-        shapes, shape_res, shape_format, video, video_frames, fps, refine_steps, refine_optimizer, refine_lr, perceptual,
+        shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, refine_steps, refine_optimizer, refine_lr, perceptual,
         reload_modules, eg3d, device):
     """Reconstruct faces in 3D from images: regress EG3D's w and the camera pose, then render.
 
@@ -71,6 +71,8 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
         require_extra('align')
     if video:
         require_extra('video')
+    if shapes and decimate:
+        require_extra('mesh')
     if perceptual and not refine_steps:
         raise UserError('--perceptual only applies to --refine-steps; set a number of steps')
     from . import bridge, devices
@@ -91,7 +93,8 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
         G, inverter, paths, outdir, align=not no_align, face_index=face_index, meta=meta,
         reconstruct_kwargs=dict(pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps, refine_lr=refine_lr,
                                 perceptual=perceptual, refine_optimizer=refine_optimizer, progress=progress),
-        output_kwargs=dict(views=views, shapes=shapes, shape_res=shape_res, shape_format=shape_format, video=video,
+        output_kwargs=dict(views=views, shapes=shapes, shape_res=shape_res, shape_format=shape_format,
+                           mesh_clean=mesh_clean, decimate=decimate, video=video,
                            video_frames=video_frames, fps=fps, progress=progress))
     ok = len(paths) - len(failures)
     click.echo(f'{ok} of {len(paths)} image{"s" if len(paths) > 1 else ""} reconstructed in {outdir}')

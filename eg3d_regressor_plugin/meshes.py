@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from . import render
-from .errors import UserError
-from .io import atomic_path
+from .catalog import SHAPE_FORMATS
+from .errors import UserError, require_extra
+from .files import atomic_path
 
-SHAPE_FORMATS = ('.mrc', '.ply', '.obj', '.glb')
 MESH_FORMATS = ('.ply', '.obj', '.glb')
 DENSITY_LEVEL = 10.0  # EG3D's gen_samples.py / its shape-extraction notebook
 
@@ -106,10 +106,7 @@ def largest_component(mesh):
 def decimate_mesh(mesh, face_count):
     """Quadric decimation to about face_count faces (fast-simplification, an optional package).
     Vertex colours are carried over from the nearest vertex of the input mesh."""
-    import importlib.util
-    if importlib.util.find_spec('fast_simplification') is None:
-        raise UserError('decimate_to needs the fast-simplification package; install it with: '
-                        'pip install fast-simplification')
+    require_extra('mesh')
     import trimesh
     out = mesh.simplify_quadric_decimation(face_count=int(face_count))
     if mesh.visual.kind == 'vertex' and len(out.vertices):

@@ -81,8 +81,13 @@ def shape_options(what='the shape'):
     """--shapes, --shape-res, --shape-format (EG3D's gen_samples.py names), for every command that
     writes shapes."""
     def deco(f):
+        f = click.option('--decimate', type=click.IntRange(min=4), default=None, metavar='FACES',
+                         help='Simplify meshes to about this many faces (needs the "mesh" extra)')(f)
+        f = click.option('--mesh-clean/--no-mesh-clean', default=True, show_default=True,
+                         help='Keep only the largest connected part of meshes')(f)
         f = click.option('--shape-format', type=click.Choice(SHAPE_FORMATS), default='.mrc', show_default=True,
-                         help='.mrc density volume (ChimeraX) or .ply marching-cubes mesh')(f)
+                         help='.mrc density volume (ChimeraX); .ply, .obj or .glb marching-cubes mesh coloured by '
+                              'the generator\'s radiance')(f)
         f = click.option('--shape-res', type=click.IntRange(min=16), default=256, show_default=True,
                          help='Shape grid resolution')(f)
         return click.option('--shapes', is_flag=True, help=f'Also write {what}')(f)

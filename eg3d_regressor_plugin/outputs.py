@@ -11,6 +11,7 @@ import numpy as np
 from . import cameras, render
 from .files import save_image, save_npy
 from .images import image_grid, to_uint8
+from .meshes import save_shape_file
 
 
 def output_names(paths):
@@ -32,8 +33,8 @@ def write_json(path, data):
         json.dump(data, f, indent=2)
 
 
-def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, shape_format='.mrc', video=False,
-                  video_frames=60, fps=30, meta=None, progress=False):
+def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, shape_format='.mrc', mesh_clean=True,
+                  decimate=None, video=False, video_frames=60, fps=30, meta=None, progress=False):
     """Write every output of one reconstruction into `folder` (an existing, empty folder: the
     caller makes it appear atomically)."""
     folder = Path(folder)
@@ -59,7 +60,8 @@ def write_outputs(folder, G, img, rec, views=3, shapes=False, shape_res=256, sha
         strip = render.render_views(G, w, cameras.yaw_strip(views))
         save_image(folder / 'views.png', image_grid(list(to_uint8(strip)), cols=views))
     if shapes:
-        render.save_shape(folder / 'shape', G, w, shape_res=shape_res, shape_format=shape_format, progress=progress)
+        save_shape_file(folder / 'shape', G, w, shape_res=shape_res, shape_format=shape_format, clean=mesh_clean,
+                        decimate=decimate, progress=progress)
     if video:
         frames = render.video_frames(G, w.expand(video_frames, -1, -1), cameras.frontal_label(1, device=w.device),
                                      orbit=True)
