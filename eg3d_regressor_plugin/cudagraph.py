@@ -1,8 +1,8 @@
 """Replay a function of one tensor as a CUDA graph, one graph per input shape.
 
-A regressor's forward pass at batch 1 is a few hundred small kernels: on a GPU their launches
-take longer than their work (benchmarks/overhead.py on an H200: 2.6-6.4 ms per image against a
-15-18 ms EG3D render). Replaying them as one captured graph costs a single launch.
+A regressor's forward pass at batch 1 is a few hundred small kernels: on a fast GPU their launches
+take longer than their work, a sizeable share of an EG3D render's time (benchmarks/overhead.py
+shows it). Replaying them as one captured graph costs a single launch.
 """
 
 import warnings
