@@ -22,20 +22,25 @@ DEFAULT_SEEDS = '1000-1063'
 @click.option('--outdir', default=None, metavar='DIR',
               help='Where to write metrics.json, metrics.csv, grid.png  [default: beside the regressor, eval-<name>]')
 @refine_options('Also measure w refined by N optimisation steps')
+@click.option('--identity', default='dlib', show_default=True, metavar='dlib|ARCFACE.pth|none',
+              help='Identity network for id_sim: dlib\'s face-recognition ResNet (the "align" extra) or an '
+                   'ArcFace IR-SE50 checkpoint')
 @click.option('--grid-rows', type=click.IntRange(min=0), default=8, show_default=True, help='Rows per set in grid.png')
 @click.option('--reload-modules', is_flag=True, help='Rebuild the generator from the checkout\'s code')
 @eg3d_option
 @device_option
 def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outdir, face_index, refine_steps,
-                 refine_optimizer, refine_lr, grid_rows, reload_modules, eg3d, device):
+                 refine_optimizer, refine_lr, identity, grid_rows, reload_modules, eg3d, device):
     """Evaluate a regressor against the mean-w baseline.
 
     \b
     On held-out synthetic seeds: latent L1/L2 (raw, and in units of the training std: *_norm),
     pose error (degrees: yaw, pitch, angle between the cameras), PSNR and SSIM of the re-render
-    against the input, depth error against the generator's own depth at the true pose.
-    On real photos (--images): PSNR and SSIM against the aligned input, identity similarity
-    (cosine and distance of dlib face embeddings; NaN where dlib finds no face in the render).
+    against the input, depth error against the generator's own depth at the true pose, and the
+    identity similarity id_sim of the input and the render (cosine of --identity's embeddings of
+    the aligned crops; dlib's network runs on any device, no face detection needed).
+    On real photos (--images): PSNR and SSIM against the aligned input, id_sim, and dlib's own
+    detector + descriptor (id_cos, id_dist; NaN where dlib finds no face in the render).
     Time per image. The baseline renders w_avg at the same camera as the regressor's render.
     Writes metrics.json (means), metrics.csv (per image) and grid.png (input | regressor |
     baseline [| refined]).
@@ -53,7 +58,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     """
     from . import bridge, devices
     from .errors import UserError, extra_available, require_extra
-    from .evaluate import evaluate_real, evaluate_synthetic, summarise, table, write_csv, write_json
+    from .evaluate import evaluate_real, evaluate_synthetic, identity_scorer, summarise, table, write_csv, write_json
     from .files import check_outdir, save_image
     from .images import image_grid, list_images
     from .invert import Inverter
@@ -66,6 +71,9 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
         outdir = Path(regressor_path).parent / f'eval-{Path(regressor_path).stem}'
     check_outdir(outdir, '--outdir')
     device = devices.get_device(device)
+    if identity == 'dlib' and not extra_available('align'):
+        identity = None  # eval works without the extra; id_sim is then left out
+    scorer = identity_scorer(identity, device)  # a bad checkpoint fails before the generator loads
     G = bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
     inverter = Inverter(G, regressor_path, device=device)
     w_std = inverter.predictor.w_stats['scale']
@@ -73,12 +81,12 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     refine = dict(refine_steps=refine_steps, refine_optimizer=refine_optimizer, refine_lr=refine_lr)
     rows, grid, failures, report = [], [], [], {}
     if seed_list:
-        r, g = evaluate_synthetic(G, inverter, seed_list, refine, w_std, grid_rows)
+        r, g = evaluate_synthetic(G, inverter, seed_list, refine, w_std, grid_rows, scorer)
         rows += r
         grid += g
         report['synthetic'] = dict(count=len(r), seeds=seeds or DEFAULT_SEEDS, metrics=summarise(r))
     if paths:
-        r, g, failures = evaluate_real(G, inverter, paths, not no_align, refine, grid_rows, face_index)
+        r, g, failures = evaluate_real(G, inverter, paths, not no_align, refine, grid_rows, face_index, scorer)
         rows += r
         grid += g
         report['real'] = dict(count=len(r), images=str(images_spec), metrics=summarise(r) if r else {},

@@ -25,9 +25,29 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def _measure(G, inverter, img, refine, w_avg, row):
+def identity_scorer(spec, device):
+    """(uint8 crop, [uint8 renders]) -> cosine similarities of the identity network's embeddings
+    (face_identity: dlib's face-recognition ResNet ported to PyTorch, or an ArcFace checkpoint), on
+    the aligned crops themselves: no face detection, so a poor render still gets a value. None for
+    spec None."""
+    if spec in (None, '', 'none'):
+        return None
+    from .face_identity import identity_similarity, load_face_identity
+    from .images import to_tensor
+    net = load_face_identity(spec, device)
+
+    def score(img, others):
+        with torch.no_grad():
+            x = torch.cat([to_tensor(im, device=device) for im in [img] + list(others)])
+            e = net.embed(x)
+            return identity_similarity(e[:1].expand(len(others), -1), e[1:]).tolist()
+    return score
+
+
+def _measure(G, inverter, img, refine, w_avg, row, identity=None):
     """Reconstruct one input and render each method at the predicted camera. Returns (rec, images:
-    {suffix: uint8 render}, codes: {suffix: w}); row gets the timings and PSNR/SSIM per method."""
+    {suffix: uint8 render}, codes: {suffix: w}); row gets the timings, PSNR/SSIM and, with an
+    identity scorer, the identity similarity (id_sim) per method."""
     rec = reconstruct(G, inverter, img, **refine)
     (recon, _), row['render_s'] = _timed(render_image, G, rec['w_regressor'], rec['c_pred'])
     row['regress_s'] = rec['seconds']['regress']
@@ -40,6 +60,9 @@ def _measure(G, inverter, img, refine, w_avg, row):
     for suffix, im in images.items():
         row['psnr' + suffix] = M.psnr(img, im)
         row['ssim' + suffix] = M.ssim(img, im)
+    if identity is not None:
+        for suffix, sim in zip(images, identity(img, list(images.values()))):
+            row['id_sim' + suffix] = sim
     return rec, images, codes
 
 
@@ -47,7 +70,7 @@ def _grid_row(img, images):
     return [img] + [images[k] for k in ('', '_baseline', '_refined') if k in images]
 
 
-def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8):
+def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8, identity=None):
     """Held-out synthetic pairs (training/data.py's sampler with plain seeds, which training never
     draws): returns (rows, grid images). Depth errors compare renders at the true pose with the
     generator's own depth of the true w. refine: reconstruct's refine_* keyword arguments."""
@@ -60,7 +83,7 @@ def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8):
         s = sampler.sample_seeds([seed])
         img = to_uint8(s['img'])[0]  # as it would be read from a file
         row = dict(set='synthetic', name=f'seed{seed:04d}')
-        rec, images, codes = _measure(G, inverter, img, refine, w_avg, row)
+        rec, images, codes = _measure(G, inverter, img, refine, w_avg, row, identity)
         depth_true = render_image(G, s['w'], s['c'])[1]['image_depth']
         for suffix, w in codes.items():
             for k, v in M.latent_errors(w, s['w'], w_std).items():
@@ -78,11 +101,12 @@ def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8):
     return rows, grid
 
 
-def evaluate_real(G, inverter, paths, align, refine, grid_rows=8, face_index=None):
+def evaluate_real(G, inverter, paths, align, refine, grid_rows=8, face_index=None, identity=None):
     """Real photos: PSNR/SSIM of the re-render (at the predicted pose) against the aligned input,
-    and identity similarity of dlib face embeddings. Returns (rows, grid images, failures)."""
-    identity = extra_available('align')
-    if identity:
+    and identity similarity of dlib face embeddings (dlib's detector and descriptor on each image:
+    id_cos, id_dist) and of the identity scorer (id_sim). Returns (rows, grid images, failures)."""
+    dlib_identity = extra_available('align')
+    if dlib_identity:
         from .align import face_embedding
     w_avg = w_avg_init(G, device=G.backbone.mapping.w_avg.device)
     rows, grid, failures = [], [], []
@@ -93,9 +117,9 @@ def evaluate_real(G, inverter, paths, align, refine, grid_rows=8, face_index=Non
             failures.append(dict(name=path.name, reason=str(e)))
             continue
         row = dict(set='real', name=path.name)
-        rec, images, _ = _measure(G, inverter, img, refine, w_avg, row)
+        rec, images, _ = _measure(G, inverter, img, refine, w_avg, row, identity)
         row.update(yaw_deg=math.degrees(float(rec['yaw'][0])), pitch_deg=math.degrees(float(rec['pitch'][0])))
-        if identity:
+        if dlib_identity:
             # dlib finds no face in a poor render: the similarity is then NaN (counted in the summary).
             e_in = face_embedding(img)
             for suffix, im in images.items():
