@@ -522,7 +522,8 @@ def _load_arcface(path):
     try:
         sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a corrupt file or a pickle of anything else
-        raise UserError(f'spec: {path} is not a readable PyTorch state dict ({type(e).__name__}: {e})') from None
+        first = (str(e).strip().splitlines() or [''])[0][:160]  # torch's messages run over many lines
+        raise UserError(f'spec: {path} is not a readable PyTorch state dict ({type(e).__name__}: {first})') from None
     if isinstance(sd, dict) and isinstance(sd.get('state_dict'), dict):
         sd = sd['state_dict']  # training checkpoints wrap it
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

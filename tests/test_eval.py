@@ -109,6 +109,10 @@ def test_eval_photos_and_refinement(tmp_path, tiny_pkl, tiny_regressor):
     # Identity similarity is reported (NaN -> null where dlib finds no face in a random render).
     assert 'id_cos' in real['metrics'] and 'id_dist_baseline' in real['metrics']
     syn = report['synthetic']['metrics']
+    # The identity port scores every render (no detection): a value per method, cosines in [-1, 1].
+    for metrics in (syn, real['metrics']):
+        for suffix in ['', '_baseline', '_refined']:
+            assert metrics['id_sim' + suffix]['count'] == 1 and -1 <= metrics['id_sim' + suffix]['mean'] <= 1
     assert syn['psnr_refined']['mean'] >= syn['psnr']['mean'] - 1e-6  # refinement keeps its best step
     with open(out / 'metrics.csv') as f:
         rows = list(csv.DictReader(f))
@@ -133,3 +137,8 @@ def test_eval_refusals(tmp_path, tiny_pkl, tiny_regressor):
     assert r.exit_code != 0 and 'nothing to evaluate' in r.stderr and not out.exists()
     r = eval_inprocess('--network', tiny_pkl, '--regressor', tmp_path / 'none.pt', '--outdir', out)
     assert r.exit_code != 0 and 'not found' in r.stderr and not out.exists()
+    (tmp_path / 'arcface.pth').write_text('not a checkpoint')
+    r = eval_inprocess('--network', tiny_pkl, '--regressor', tiny_regressor, '--seeds', '1',
+                       '--identity', tmp_path / 'arcface.pth', '--outdir', out)
+    assert r.exit_code != 0 and 'arcface.pth' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
