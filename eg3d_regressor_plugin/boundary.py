@@ -1,16 +1,10 @@
 """Train a semantic boundary (InterFaceGAN) from scored latent codes, optionally conditioned to be
-orthogonal to other boundaries, and save it with its description."""
-
-from pathlib import Path
+orthogonal to other boundaries, and save it with its description. The work is in boundaries.py
+and codes.py, imported when the command runs so that `--help` loads neither torch nor EG3D."""
 
 import click
-import numpy as np
 
-from . import __version__
-from . import latent_interp as li
-from .errors import UserError
-from .options import Command, device_option, eg3d_option
-from .sample_codes import read_fingerprint
+from .options import Command, device_option, eg3d_option, layers_option, network_option
 
 
 def _fmt(acc):
@@ -33,11 +27,10 @@ def _fmt(acc):
               help='scikit-learn LinearSVC, or SVC(kernel=linear) as InterFaceGAN')
 @click.option('--condition', 'conditions', multiple=True, metavar='NPY',
               help='Boundary to stay orthogonal to (repeatable): conditional editing')
-@click.option('--layers', default='all', show_default=True, metavar='LEVELS',
-              help='W+ levels `edit` applies it to by default (0-7, coarse, middle, fine, all)')
+@layers_option(default='all', help='W+ levels `edit` applies it to by default (0-7, coarse, middle, fine, all)')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Seed of the train/validation split')
-@click.option('--network', 'network_pkl', default=None, metavar='PKL',
-              help='Generator of the codes, for the fingerprint  [default: the codes folder\'s generator.json]')
+@network_option(required=False,
+                help='Generator of the codes, for the fingerprint  [default: the codes folder\'s generator.json]')
 @eg3d_option
 @device_option
 def boundary(codes_dir, scores_csv, out, attribute, space, ratio, split_ratio, svm, conditions, layers, seed,
@@ -60,37 +53,36 @@ def boundary(codes_dir, scores_csv, out, attribute, space, ratio, split_ratio, s
     python -m eg3d_regressor_plugin.boundary --codes=codes --scores=smile.csv --space=wplus \\
         --condition=age.npy --condition=glasses.npy --layers=0-7 --out=smile_cond.npy
     """
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import __version__, boundaries, codes
+    from . import latent_interp as li
+    from .errors import UserError
+
     if not Path(codes_dir).is_dir():
         raise UserError(f'--codes {codes_dir}: no such folder')
-    fingerprint = read_fingerprint(codes_dir)
+    fingerprint = codes.read_fingerprint(codes_dir)
     if network_pkl is not None:
-        from . import bridge, devices, fingerprint
+        from . import bridge, devices
         G = bridge.load_generator(network_pkl, device=devices.get_device(device), eg3d=eg3d)
-        actual = fingerprint.generator_fingerprint(G)
-        if fingerprint is not None and fingerprint != actual:
-            diffs = ', '.join(f'{k} {fingerprint.get(k)} != {v}' for k, v in actual.items() if fingerprint.get(k) != v)
-            raise UserError(f'the codes in {codes_dir} were sampled from another generator than {network_pkl} ({diffs})')
-        fingerprint = actual
+        fingerprint = codes.match_fingerprint(fingerprint, G, codes_dir, network=network_pkl)
     num_ws = fingerprint['num_ws'] if fingerprint else None
     w_dim = fingerprint['w_dim'] if fingerprint else None
 
-    data = li.load_scores(scores_csv, codes_dir, num_ws=num_ws, w_dim=w_dim)
+    data = codes.load_scores(scores_csv, codes_dir, num_ws=num_ws, w_dim=w_dim)
     num_ws, w_dim = data.codes.shape[1:]
     level_list = li.parse_layers(layers, num_ws)
-    conds = []
-    for path in conditions:
-        b, meta = li.load_boundary(path, num_ws=num_ws, w_dim=w_dim)
-        if fingerprint and meta.get('generator') and meta['generator'] != fingerprint:
-            raise UserError(f'condition {path} was trained for another generator than these codes')
-        conds.append(li.as_space(b, space, num_ws, w_dim))
+    conds = boundaries.load_conditions(conditions, space, num_ws, w_dim, generator=fingerprint)
     if space == 'w' and not np.allclose(data.codes, data.codes[:, :1]):
         click.echo('note: the codes differ across W+ levels; --space w uses the first level only', err=True)
 
-    b, info = li.train_boundary(li.codes_in_space(data.codes, space), data.scores, chosen_num_or_ratio=ratio,
-                                split_ratio=split_ratio, svm=svm, seed=seed)
+    b, info = boundaries.train_boundary(codes.codes_in_space(data.codes, space), data.scores,
+                                        chosen_num_or_ratio=ratio, split_ratio=split_ratio, svm=svm, seed=seed)
     primal_b = b
     if conds:
-        b = li.project_boundary(b, *conds)
+        b = boundaries.project_boundary(b, *conds)
     attribute = attribute or Path(out).stem
     meta = dict(attribute=attribute, space=space, shape=list(b.shape), layers=li.format_layers(level_list, num_ws),
                 num_ws=int(num_ws), w_dim=int(w_dim), generator=fingerprint,
@@ -102,7 +94,7 @@ def boundary(codes_dir, scores_csv, out, attribute, space, ratio, split_ratio, s
                 threshold=info['threshold'], conditions=[str(c) for c in conditions],
                 cos_to_unconditioned=float(np.dot(primal_b.ravel(), b.ravel())) if conds else None,
                 codes=str(codes_dir), scores=str(scores_csv), created_by=f'eg3d-regressor-plugin {__version__}')
-    path = li.save_boundary(out, b, meta)
+    path = boundaries.save_boundary(out, b, meta)
     val = info['val']
     click.echo(f'{attribute}: validation accuracy {_fmt(val["accuracy"])} '
                f'({val["positive"]} + {val["negative"]} codes), train {_fmt(info["train"]["accuracy"])} '

@@ -1,38 +1,27 @@
 """Interpolate between faces in EG3D's W+: images or w codes -> a strip of in-between faces, their
-codes, shapes and a video."""
-
-from pathlib import Path
+codes, shapes and a video. The work is in the library (sources, latent_interp, sequences),
+imported when the command runs so that `--help` loads neither torch nor EG3D."""
 
 import click
-import torch
 
-from . import cameras
-from . import bridge, devices
-from . import latent_interp as li
-from . import render
-from .edit import Sources, pingpong, write_json, write_sequence
-from .errors import require_extra
-from .files import atomic_dir, check_outdir
-from .options import Command, parse_pose, device_option, eg3d_option, shape_options, video_options
+from .options import (Command, align_options, device_option, eg3d_option, layers_option, network_option,
+                      parse_pose, pose_option, regressor_option, shape_options, video_options)
 
 #----------------------------------------------------------------------------
 
 @click.command('interp', cls=Command)
-@click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
+@network_option(help='EG3D network pickle')
 @click.option('--from', 'start', required=True, metavar='IMAGE|NPY', help='First face: an image (needs --regressor) or a w .npy')
 @click.option('--to', 'end', required=True, metavar='IMAGE|NPY', help='Last face')
 @click.option('--via', 'via', multiple=True, metavar='IMAGE|NPY', help='Faces to pass through on the way, in order (repeatable)')
-@click.option('--regressor', 'regressor_path', metavar='PT', help='Regressor checkpoint, for faces given as images')
+@regressor_option(required=False, help='Regressor checkpoint, for faces given as images')
 @click.option('--steps', type=click.IntRange(min=2), default=7, show_default=True,
               help='Codes per segment, both ends included (K faces give (K-1)*(steps-1)+1 codes)')
 @click.option('--mode', type=click.Choice(['linear', 'spherical']), default='linear', show_default=True,
               help='Linear, or spherical about the generator\'s w_avg (directions slerped, norms lerped)')
-@click.option('--layers', default=None, metavar='LEVELS',
-              help='Interpolate only these W+ levels (0-7, coarse, middle, fine, 3,5,8-10); the others keep --from\'s  [default: all]')
-@click.option('--pose', 'pose_spec', default='predicted', show_default=True, metavar='predicted|frontal|YAW,PITCH',
-              help='Camera of every step: predicted (--from\'s pose, or the c.npy beside it; else frontal), frontal, or radians')
-@click.option('--no-align', is_flag=True, help='Images are already EG3D-style crops: only resize them')
-@click.option('--face-index', type=click.IntRange(min=0), default=None, help='Which face of each image, 0 = largest')
+@layers_option(help='Interpolate only these W+ levels (0-7, coarse, middle, fine, 3,5,8-10); the others keep --from\'s  [default: all]')
+@pose_option(help='Camera of every step: predicted (--from\'s pose, or the c.npy beside it; else frontal), frontal, or radians')
+@align_options('each image')
 @shape_options('a shape per step')
 @video_options('interp.mp4: the path there and back')
 @click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
@@ -59,6 +48,14 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
     python -m eg3d_regressor_plugin.gen_interp --network=G.pkl --from=codes/seed0000.npy \\
         --via=codes/seed0001.npy --to=codes/seed0002.npy --layers=fine --shapes --shape-format=.ply --outdir=out/abc
     """
+    from pathlib import Path
+
+    from . import bridge, devices, sequences
+    from . import latent_interp as li
+    from .errors import require_extra
+    from .files import atomic_dir, check_outdir
+    from .sources import Sources
+
     specs = [start, *via, end]
     pose = parse_pose(pose_spec)
     Sources.check(specs, regressor_path, not no_align)
@@ -79,15 +76,14 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
     tags = [f'{i:03d}' for i in range(len(ws))]
 
     with atomic_dir(outdir) as tmp:
-        shape_files = write_sequence(tmp, G, ws, c, tags, cols=10, grid_name='strip.png', shapes=shapes,
-                                     shape_res=shape_res, shape_format=shape_format)
+        shape_files = sequences.write_sequence(tmp, G, ws, c, tags, cols=10, grid_name='strip.png', shapes=shapes,
+                                               shape_res=shape_res, shape_format=shape_format)
         if video:
-            forward = max(2, video_frames // 2 + 1)
-            per_segment = max(2, round((forward - 1) / (len(knots) - 1)) + 1)
+            # As many codes per segment as spread the video's frames evenly over the segments.
+            per_segment = max(2, round((sequences.forward_frames(video_frames) - 1) / (len(knots) - 1)) + 1)
             path = li.interpolate(knots, per_segment, mode=mode, layers=level_list, center=center).float()
-            frame_ws = torch.stack(pingpong(path))
-            render.write_video(Path(tmp) / 'interp.mp4', render.video_frames(G, frame_ws, c, orbit), fps=fps)
-        write_json(Path(tmp) / 'interp.json', dict(
+            sequences.write_pingpong_video(Path(tmp) / 'interp.mp4', G, path, c, orbit=orbit, fps=fps)
+        sequences.write_json(Path(tmp) / 'interp.json', dict(
             sources=[s['source'] for s in srcs], network=str(network_pkl), steps=steps, mode=mode,
             center='w_avg' if mode == 'spherical' else None, layers=li.format_layers(level_list, num_ws),
             pose=pose_spec, yaw=srcs[0]['yaw'], pitch=srcs[0]['pitch'], codes=[f'w_{t}.npy' for t in tags],

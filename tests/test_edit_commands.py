@@ -9,6 +9,7 @@ import PIL.Image
 import pytest
 
 from conftest import assert_one_line_error, run_cli
+from eg3d_regressor_plugin import fingerprint
 
 pytestmark = pytest.mark.eg3d
 
@@ -60,7 +61,6 @@ def work(tmp_path_factory, tiny_pkl):
 
 
 def test_sample_codes_writes_codes_renders_and_template(tmp_path, tiny_pkl, tiny_G):
-    from eg3d_regressor_plugin import fingerprint
     out = tmp_path / 'codes'
     ok(run_cli('sample-codes', '--network', tiny_pkl, '--count', 2, '--seed', 7, '--trunc', 0.7, '--outdir', out))
     for name in ['seed0007', 'seed0008']:
@@ -79,7 +79,6 @@ def test_sample_codes_writes_codes_renders_and_template(tmp_path, tiny_pkl, tiny
 
 
 def test_boundary_command(work, tiny_G):
-
     root = work['root']
     assert 'validation accuracy' in work['boundary_stdout']
     b = np.load(root / 'planted.npy')
@@ -288,7 +287,7 @@ def face_png(work, tiny_G):
     """An EG3D-style crop: a render of the tiny generator."""
     from eg3d_regressor_plugin import cameras, render
     from eg3d_regressor_plugin.files import save_image
-    from eg3d_regressor_plugin.latent_interp import load_code
+    from eg3d_regressor_plugin.codes import load_code
     import torch
     w = torch.from_numpy(load_code(work['root'] / 'codes' / 'seed0102.npy', 14, 512))
     path = work['root'] / 'face.png'
@@ -313,7 +312,7 @@ def test_edit_and_interp_from_an_image(work, regressor, face_png, tiny_G, tmp_pa
 
 def test_sources_take_the_camera_beside_a_code(tmp_path, tiny_G):
     from eg3d_regressor_plugin import cameras
-    from eg3d_regressor_plugin.edit import Sources
+    from eg3d_regressor_plugin.sources import Sources
     w = np.random.RandomState(0).randn(1, 14, 512).astype(np.float32)
     np.save(tmp_path / 'w.npy', w)
     assert Sources(tiny_G)(tmp_path / 'w.npy')['yaw'] == 0.0  # no camera file: frontal
