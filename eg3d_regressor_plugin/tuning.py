@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -232,7 +233,7 @@ def _lowrank(delta, rank):
     return (U[:, :r] * S[:r]).to(torch.float16).contiguous(), Vh[:r].to(torch.float16).contiguous()
 
 
-def encode_deltas(G_base, G_tuned, delta_format='fp16', rank=8):
+def encode_deltas(G_base, G_tuned, delta_format='lowrank', rank=16):
     """{name: entry} for every parameter G_tuned changed: entry = dict(kind='fp16', delta) or
     dict(kind='lowrank', u, v, shape). Buffers must be unchanged."""
     if delta_format not in DELTA_FORMATS:
@@ -268,7 +269,7 @@ def _plain(meta):
         raise UserError(f'meta must be JSON-like data (str, numbers, lists, dicts): {e}') from None
 
 
-def save_tuned(path, G_base, G_tuned, w, c, meta=None, delta_format='fp16', rank=8):
+def save_tuned(path, G_base, G_tuned, w, c, meta=None, delta_format='lowrank', rank=16):
     """Write the per-face file of a tuned generator: only what tuning changed (see encode_deltas;
     delta_format 'fp16' or 'lowrank' with `rank`), the base generator's fingerprint, w [1,num_ws,w_dim],
     c [1,25] and meta (JSON-like), atomically (a failure leaves no file). Returns path."""
@@ -311,7 +312,9 @@ def load_tuned(path, G_base):
     if not os.path.isfile(path):
         raise UserError(f'tuned-face file not found: {path}')
     try:
-        data = torch.load(path, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():  # a pickle of another kind warns of its protocol before failing
+            warnings.simplefilter('ignore')
+            data = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise UserError(f'{path}: not a readable tuned-face file, corrupt or of another kind '
                         f'({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ""})') from None
