@@ -1,0 +1,238 @@
+"""Benchmark 7, pivotal tuning: PSNR against steps and seconds for (a) PTI as published — a W
+projection from w_avg (optimize.optimize_w, Adam with the projector's schedule), then tuning of
+the generator's synthesis weights (tuning.tune_generator) — and (b) the regressor's pivot (one
+forward pass) + the same tuning, and (c) the regressor's pivot refined for a few L-BFGS steps (as
+`gen --refine-steps`) + the same tuning, side by side on the same held-out images; and the per-face file
+(tuning.save_tuned) against a full network pickle. Targets: (b) reaches (a)'s final PSNR within
+1/4 of (a)'s total time; the per-face file is <= 1/10 of the network pickle.
+
+The images are renders of held-out seeds (common.held_out) pushed out of the generator's range by
+a colour shift and a horizontal ramp, so that no latent reaches them and the tuning has work to
+do. Both runs use the regressor's predicted camera (as `gen` does; PTI takes its camera from a
+pose estimator, whose time is not counted). PTI's step counts (450 projection + 350 tuning steps)
+are scaled down for the tiny preset on a CPU (100 + 50, so that the run, with the regressor's
+training when it is not cached, fits 15 minutes on 2 cores): --w-steps and --tune-steps. The
+projection is optimize.optimize_w's, which optimises W+ (every level apart); PTI's projector
+optimises one w in W. W+ absorbs more of an out-of-range change (a colour shift costs it little),
+so (a) is a stronger baseline than PTI as published. (b)'s time includes the
+regressor's forward pass; "time to (a)" is when (b)'s PSNR (of the generator that stopping there
+returns) first reaches (a)'s final PSNR. Identity similarity is skipped: the plugin has no
+identity network yet (tune_generator takes one as `identity`).
+
+The file sizes are those of save_tuned for (b)'s tuned generator on each image, in every delta
+format measured (fp16 deltas; rank-r factors of each matrix/convolution delta), against the
+network pickle of the same generator (eg3d.save_network_pkl: G, D, G_ema) and against a pickle of
+the generator alone; "PSNR loss" is the exact tuned generator's PSNR minus the rebuilt one's.
+
+On a CPU the images are measured in parallel, one process per image (--jobs), as refine.py does.
+
+    python benchmarks/tuning.py            # tiny preset, a regressor trained here (cached)
+    python benchmarks/tuning.py --quick    # ~2 minutes
+"""
+
+import concurrent.futures
+import copy
+import multiprocessing
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+import common
+from eg3d_regressor_plugin import tuning
+from eg3d_regressor_plugin.invert import Inverter
+from eg3d_regressor_plugin.optimize import optimize_w
+
+CHECKPOINTS = [0, 1, 2, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 350]
+PAIRS = common.CPU_PAIRS // 2  # refine.py's training set: the two share the cached regressor
+COLOUR_SHIFT = (0.4, -0.2, 0.1)
+RAMP = 0.3
+FORMATS = dict(fp16=dict(delta_format='fp16'), **{f'lowrank{r}': dict(delta_format='lowrank', rank=r)
+                                                  for r in (4, 8, 16, 32)})
+
+
+def out_of_range(img):
+    """uint8 HWC image + a colour shift and a horizontal ramp (in [-1,1] units), as uint8."""
+    x = img.astype(np.float32) / 127.5 - 1
+    ramp = np.linspace(-RAMP, RAMP, x.shape[1], dtype=np.float32)[None, :, None]
+    x = np.clip(x + np.asarray(COLOUR_SHIFT, np.float32) + ramp, -1, 1)
+    return np.clip((x + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_every, full_pkl_bytes, device):
+    target = out_of_range(sample['img'])
+    hist_a, hist_b, hist_c = [], [], []
+    out = inverter(target)  # warm-up, so that (b)'s time is the forward pass itself
+    t0 = time.perf_counter()
+    out = inverter(target)
+    c = out['c']
+    t_reg = time.perf_counter() - t0
+    kw = dict(locality_every=locality_every, seed=0)
+    tuning.pti_baseline(G, target, c, w_steps=w_steps, tune_steps=tune_steps,
+                        callback=lambda step, r: hist_a.append(r), **kw)
+    G_b = tuning.tune_generator(G, target, c, out['w'], tune_steps, time_offset=t_reg,
+                                callback=lambda step, r: hist_b.append(r), **kw)
+    # (c): the regressor's w refined as `gen --refine-steps` does (L-BFGS), then tuned.
+    t0 = time.perf_counter()
+    w_c, h_ref = optimize_w(G, target, c, out['w'], refine_steps, optimizer='lbfgs')
+    tuning.tune_generator(G, target, c, w_c, tune_steps, time_offset=t_reg + time.perf_counter() - t0,
+                          callback=lambda step, r: hist_c.append(r), **kw)
+    goal, total_a = hist_a[-1]['psnr'], hist_a[-1]['seconds']
+    hit = next((r for r in hist_b if r['psnr'] >= goal), None)
+    hit_c = next((r for r in hist_c if r['psnr'] >= goal), None)
+    a_w_end = hist_a[w_steps]
+    row = dict(seed=sample['seed'], a_pivot_psnr=a_w_end['psnr'], a_pivot_s=a_w_end['seconds'], a_final=goal,
+               a_total_s=total_a, b_pivot_psnr=hist_b[0]['psnr'], regressor_s=t_reg, b_final=hist_b[-1]['psnr'],
+               b_total_s=hist_b[-1]['seconds'], b_steps_to_a=None if hit is None else hit['step'],
+               b_s_to_a=None if hit is None else hit['seconds'],
+               time_ratio=None if hit is None else hit['seconds'] / total_a)
+    row['meets_time_target'] = row['time_ratio'] is not None and row['time_ratio'] <= 0.25
+    row.update(c_pivot_psnr=hist_c[0]['psnr'], c_final=hist_c[-1]['psnr'],
+               c_s_to_a=None if hit_c is None else hit_c['seconds'],
+               c_time_ratio=None if hit_c is None else hit_c['seconds'] / total_a)
+    row['c_meets_time_target'] = row['c_time_ratio'] is not None and row['c_time_ratio'] <= 0.25
+
+    # The per-face file of (b)'s tuned generator, in each format.
+    with tempfile.TemporaryDirectory() as tmp:
+        g_only = Path(tmp) / 'G.pkl'
+        with open(g_only, 'wb') as f:
+            pickle.dump(copy.deepcopy(G).cpu(), f)
+        files = dict(full_pkl_bytes=full_pkl_bytes, g_pkl_bytes=g_only.stat().st_size, formats={})
+        exact = tuning.psnr_of(G_b, out['w'], c, target)
+        for name, fmt in FORMATS.items():
+            path = tuning.save_tuned(Path(tmp) / f'{name}.pt', G, G_b, out['w'], c, dict(seed=sample['seed']), **fmt)
+            G_r, w_r, c_r, _ = tuning.load_tuned(path, G)
+            size = path.stat().st_size
+            files['formats'][name] = dict(bytes=size, vs_full_pkl=size / full_pkl_bytes,
+                                          vs_g_pkl=size / files['g_pkl_bytes'],
+                                          psnr_loss_db=exact - tuning.psnr_of(G_r, w_r, c_r, target))
+    default = files['formats'][f'lowrank{16}']
+    row.update(file_bytes=default['bytes'], file_vs_pkl=default['vs_full_pkl'],
+               file_psnr_loss=default['psnr_loss_db'], meets_size_target=default['vs_full_pkl'] <= 0.1)
+    strip = lambda h: [dict(step=r['step'], psnr=r['psnr'], seconds=r['seconds'], **({'stage': r['stage']} if 'stage' in r else {}))
+                       for r in h]
+    curve = dict(seed=sample['seed'], pti=strip(hist_a), regressor=strip(hist_b), refined=strip(hist_c),
+                 refine_psnr=[r['psnr'] for r in h_ref])
+    print(f'seed {sample["seed"]}: (a) PTI: w projection {a_w_end["psnr"]:.2f} dB after {w_steps} steps '
+          f'({a_w_end["seconds"]:.0f} s), tuned {goal:.2f} dB at {total_a:.0f} s; (b) regressor pivot '
+          f'{hist_b[0]["psnr"]:.2f} dB, tuned {hist_b[-1]["psnr"]:.2f} dB at {hist_b[-1]["seconds"]:.0f} s, '
+          f'reaching (a) ' + ('never' if hit is None else f'at step {hit["step"]}, {hit["seconds"]:.0f} s '
+                              f'({row["time_ratio"]:.2f}x of (a))') + f'; (c) refined pivot {hist_c[0]["psnr"]:.2f} dB, tuned '
+          f'{hist_c[-1]["psnr"]:.2f} dB at {hist_c[-1]["seconds"]:.0f} s, reaching (a) ' +
+          ('never' if hit_c is None else f'at {hit_c["seconds"]:.0f} s ({row["c_time_ratio"]:.2f}x of (a))'), flush=True)
+    return row, curve, files
+
+
+_WORKER = {}
+
+
+def _init_worker(threads, network_pkl, regressor, device, eg3d):
+    torch.set_num_threads(threads)
+    G, _ = common.generator(network_pkl, device=device, eg3d=eg3d)
+    _WORKER.update(G=G, inverter=Inverter(G, regressor, device=device, cuda_graph=False))
+
+
+def _measure_in_worker(sample, kwargs):
+    return measure(_WORKER['G'], _WORKER['inverter'], sample, **kwargs)
+
+
+def measure_all(G, samples, jobs, network_pkl, regressor, device, eg3d, **kwargs):
+    if jobs <= 1:
+        inverter = Inverter(G, regressor, device=device, cuda_graph=False)
+        return [measure(G, inverter, s, device=device, **kwargs) for s in samples]
+    threads = max(1, torch.get_num_threads() // jobs)
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
+                                                initializer=_init_worker,
+                                                initargs=(threads, str(network_pkl), str(regressor), str(device),
+                                                          eg3d)) as pool:
+        return list(pool.map(_measure_in_worker, samples, [dict(kwargs, device=str(device))] * len(samples)))
+
+
+def at_step(hist, k):
+    return hist[k] if k < len(hist) else None
+
+
+@click.command()
+@click.option('--seeds', default=None, help='Held-out seeds  [default: 1000-1001; quick: 1000]')
+@click.option('--w-steps', type=int, default=None, help='PTI\'s W projection steps (PTI: 450)  [default: 100; quick: 6]')
+@click.option('--tune-steps', type=int, default=None, help='Tuning steps of both (PTI: 350)  [default: 50; quick: 4]')
+@click.option('--refine-steps', type=int, default=None,
+              help='(c): L-BFGS steps on the regressor\'s w before tuning  [default: 20; quick: 2]')
+@click.option('--locality-every', type=int, default=4, show_default=True,
+              help='Locality regulariser every N tuning steps (0: off)')
+@click.option('--jobs', type=click.IntRange(min=1), default=None,
+              help='Images measured in parallel processes  [default: on a CPU one per image, at most one per core; on a GPU 1]')
+@common.regressor_options(pairs=PAIRS)
+def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, locality_every, jobs, train_kimg, train_pairs,
+         device, quick, eg3d):
+    from eg3d_regressor_plugin.options import parse_range
+    seeds = parse_range(seeds or ('1000' if quick else '1000-1001'))
+    w_steps = w_steps if w_steps is not None else (6 if quick else 100)
+    tune_steps = tune_steps if tune_steps is not None else (4 if quick else 50)
+    refine_steps = refine_steps if refine_steps is not None else (2 if quick else 20)
+    device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d)
+    if jobs is None:
+        jobs = min(len(seeds), os.cpu_count() or 1) if torch.device(device).type == 'cpu' else 1
+    # The full network pickle of this generator: --network, or the preset's, which
+    # eg3d.save_network_pkl wrote (G, D, G_ema).
+    full_bytes = Path(pkl).stat().st_size
+    results = measure_all(G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
+                          tune_steps=tune_steps, refine_steps=refine_steps, locality_every=locality_every,
+                          full_pkl_bytes=full_bytes)
+    rows, curves, files = [r for r, _, _ in results], [c for _, c, _ in results], [f for _, _, f in results]
+
+    # Mean over images at a few tuning steps: PSNR and seconds of both.
+    table = []
+    for k in [k for k in CHECKPOINTS if k <= tune_steps] + ([tune_steps] if tune_steps not in CHECKPOINTS else []):
+        a = [at_step(c['pti'], w_steps + 1 + k) for c in curves]
+        b = [at_step(c['regressor'], k) for c in curves]
+        r3 = [at_step(c['refined'], k) for c in curves]
+        table.append(dict(tune_step=k, a_psnr=float(np.mean([r['psnr'] for r in a])),
+                          a_s=float(np.mean([r['seconds'] for r in a])),
+                          b_psnr=float(np.mean([r['psnr'] for r in b])), b_s=float(np.mean([r['seconds'] for r in b])),
+                          c_psnr=float(np.mean([r['psnr'] for r in r3])), c_s=float(np.mean([r['seconds'] for r in r3]))))
+    print()
+    print(f'PSNR (dB) and seconds against tuning steps, mean over {len(rows)} image(s); (a) tunes after '
+          f'{w_steps} W projection steps')
+    print(common.table(table, [('tune_step', 'tuning step'), ('a_psnr', '(a) PTI PSNR'), ('a_s', '(a) s'),
+                               ('b_psnr', '(b) regressor PSNR'), ('b_s', '(b) s'),
+                               ('c_psnr', f'(c) +{refine_steps} L-BFGS PSNR'), ('c_s', '(c) s')]))
+    print()
+    print(common.table(rows, [('seed', 'seed'), ('a_pivot_psnr', '(a) pivot'), ('a_final', '(a) final'),
+                              ('a_total_s', '(a) s'), ('b_pivot_psnr', '(b) pivot'), ('b_final', '(b) final'),
+                              ('b_s_to_a', '(b) s to (a)'), ('time_ratio', 'ratio'),
+                              ('meets_time_target', '<= 1/4'), ('c_pivot_psnr', '(c) pivot'),
+                              ('c_final', '(c) final'), ('c_s_to_a', '(c) s to (a)'), ('c_time_ratio', 'ratio'),
+                              ('c_meets_time_target', '<= 1/4')]))
+    size_rows = []
+    for name in FORMATS:
+        vals = [f['formats'][name] for f in files]
+        size_rows.append(dict(format=name, bytes=int(np.mean([v['bytes'] for v in vals])),
+                              vs_full_pkl=float(np.mean([v['vs_full_pkl'] for v in vals])),
+                              vs_g_pkl=float(np.mean([v['vs_g_pkl'] for v in vals])),
+                              psnr_loss_db=float(np.max([v['psnr_loss_db'] for v in vals]))))
+    print()
+    print(f'Per-face file of (b)\'s tuned generator (network pickle {files[0]["full_pkl_bytes"]} bytes, '
+          f'the generator alone {files[0]["g_pkl_bytes"]}); PSNR loss: worst image')
+    print(common.table(size_rows, [('format', 'format'), ('bytes', 'bytes'), ('vs_full_pkl', 'x network pickle'),
+                                   ('vs_g_pkl', 'x G pickle'), ('psnr_loss_db', 'PSNR loss dB')]))
+    path = common.save('tuning', dict(
+        benchmark='tuning', machine=common.machine(device), network=str(pkl), regressor=str(reg), jobs=jobs,
+        w_steps=w_steps, tune_steps=tune_steps, locality_every=locality_every, lr=tuning.PTI_LR, quick=quick,
+        out_of_range=dict(colour_shift=COLOUR_SHIFT, ramp=RAMP), identity='skipped: no identity network',
+        default_format='lowrank16',
+        target='(b) reaches (a)\'s final PSNR within 1/4 of (a)\'s total time; per-face file <= 1/10 of the network pickle',
+        meets_time_target=all(r['meets_time_target'] for r in rows), refine_steps=refine_steps,
+        c_meets_time_target=all(r['c_meets_time_target'] for r in rows),
+        meets_size_target=all(r['meets_size_target'] for r in rows),
+        table=table, rows=rows, sizes=size_rows, files=files, curves=curves), quick)
+    print(f'\nWrote {path}')
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter

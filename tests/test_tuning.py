@@ -1,0 +1,218 @@
+"""Pivotal tuning (tuning.py): tune_generator, the per-face file, PTI's baseline, edits after tuning.
+
+The target is a render of a held-out w shifted out of the generator's range by a colour shift, so
+that the latent alone cannot reach it; the pivot is that held-out w itself (the best a latent can
+do, roughly). One tuning run is shared by the module's tests (renders cost seconds on a CPU)."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+from eg3d_regressor_plugin import render, tuning
+from eg3d_regressor_plugin.errors import UserError
+from eg3d_regressor_plugin.metrics import psnr_tensor
+
+STEPS = 4
+COLOUR_SHIFT = (0.4, -0.2, 0.1)
+
+
+def _state(G):
+    return {k: v.detach().clone() for k, v in G.state_dict().items()}
+
+
+def _same_state(G, state):
+    now = G.state_dict()
+    return list(now) == list(state) and all(torch.equal(now[k], state[k]) for k in state)
+
+
+@pytest.fixture(scope='module')
+def face(tiny_G):
+    from eg3d_regressor_plugin.cameras import pose_to_label
+    gen = torch.Generator().manual_seed(4321)  # a held-out code: no fixture or training draws it
+    z = torch.randn([1, tiny_G.z_dim], generator=gen)
+    c = pose_to_label(0.3, 0.1)
+    with torch.no_grad():
+        w = tiny_G.mapping(z, c, truncation_psi=0.7)
+    img = render.render(tiny_G, w, c)['image']
+    target = (img + torch.tensor(COLOUR_SHIFT).reshape(1, 3, 1, 1)).clamp(-1, 1)
+    return dict(w=w, c=c, target=target)
+
+
+@pytest.fixture(scope='module')
+def tuned(tiny_G, face):
+    before = _state(tiny_G)
+    history = []
+    G_t = tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], STEPS, locality_every=2, seed=0,
+                                callback=lambda step, record: history.append(record))
+    return dict(G=G_t, history=history, before=before)
+
+
+@pytest.mark.eg3d
+def test_tuning_raises_psnr_and_leaves_G_untouched(tiny_G, face, tuned):
+    h = tuned['history']
+    assert [r['step'] for r in h] == list(range(STEPS + 1))
+    assert all(set(r) >= {'step', 'loss', 'psnr', 'seconds'} for r in h)
+    assert h[-1]['psnr'] > h[0]['psnr'] + 3, [r['psnr'] for r in h]
+    # The history's last PSNR is what render gives for the returned generator.
+    assert tuning.psnr_of(tuned['G'], face['w'], face['c'], face['target']) == pytest.approx(h[-1]['psnr'], abs=1e-3)
+    assert _same_state(tiny_G, tuned['before'])
+    assert not any(p.requires_grad for p in tiny_G.parameters())
+    assert not any(p.requires_grad for p in tuned['G'].parameters())
+    # Only synthesis parameters moved; the mapping network is frozen.
+    base = dict(tiny_G.named_parameters())
+    changed = {n for n, p in tuned['G'].named_parameters() if not torch.equal(p, base[n])}
+    assert changed and not any(n.startswith('backbone.mapping.') for n in changed)
+    assert any(n.startswith('superresolution.') for n in changed) and any(n.startswith('decoder.') for n in changed)
+    assert any(n.startswith('backbone.synthesis.') for n in changed)
+
+
+@pytest.mark.eg3d
+def test_tuning_is_deterministic_and_interrupt_leaves_G(tiny_G, face):
+    before = _state(tiny_G)
+    runs = [tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 1, locality_every=1, seed=3)
+            for _ in range(2)]
+    assert _same_state(runs[1], _state(runs[0]))
+
+    def interrupt(step, record):
+        if step == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 5, locality_every=0, callback=interrupt)
+    assert _same_state(tiny_G, before)
+
+
+@pytest.mark.eg3d
+@pytest.mark.parametrize('steps', [-1, 1.5, True])
+def test_bad_steps_refused(tiny_G, face, steps):
+    with pytest.raises(UserError, match='steps'):
+        tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], steps)
+
+
+@pytest.mark.eg3d
+def test_bad_pivot_refused(tiny_G, face):
+    with pytest.raises(UserError, match='w_pivot'):
+        tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'][:, :3], 1)
+
+
+@pytest.mark.eg3d
+def test_edits_after_tuning(tiny_G, face, tuned):
+    G_t, w, c = tuned['G'], face['w'], face['c']
+    base_psnr = tuning.psnr_of(tiny_G, w, c, face['target'])
+    tuned_psnr = tuning.psnr_of(G_t, w, c, face['target'])
+    assert tuned_psnr > base_psnr + 3, (base_psnr, tuned_psnr)
+    n = torch.randn([1, 1, w.shape[-1]], generator=torch.Generator().manual_seed(7))
+    n = (n / n.norm()).repeat(1, w.shape[1], 1)
+    w_edit = w + 8.0 * n
+    change_base = (render.render(tiny_G, w_edit, c)['image'] - render.render(tiny_G, w, c)['image']).abs().mean()
+    change_tuned = (render.render(G_t, w_edit, c)['image'] - render.render(G_t, w, c)['image']).abs().mean()
+    assert change_base > 0.01
+    assert change_tuned > 0.5 * change_base, (float(change_tuned), float(change_base))
+
+
+@pytest.mark.eg3d
+@pytest.mark.parametrize('kwargs, max_diff', [(dict(delta_format='fp16'), 1e-3),
+                                               (dict(delta_format='lowrank', rank=16), 0.05)])
+def test_round_trip(tiny_G, face, tuned, tmp_path, kwargs, max_diff):
+    path = tmp_path / 'face.pt'
+    meta = dict(source='test', steps=STEPS, nested=[1, 2.5, None])
+    tuning.save_tuned(path, tiny_G, tuned['G'], face['w'], face['c'], meta, **kwargs)
+    data = torch.load(path, weights_only=True)
+    assert data['format'] == tuning.FORMAT and data['version'] == tuning.VERSION
+    assert all(not n.startswith('backbone.mapping.') for n in data['deltas'])
+    G2, w2, c2, meta2 = tuning.load_tuned(path, tiny_G)
+    assert torch.equal(w2, face['w']) and torch.equal(c2, face['c']) and meta2 == meta
+    exact = render.render(tuned['G'], face['w'], face['c'])['image'].clamp(-1, 1)
+    again = render.render(G2, w2, c2)['image'].clamp(-1, 1)
+    diff = float((exact - again).abs().max())
+    assert diff < max_diff, diff
+    loss_db = float(psnr_tensor(exact, face['target']) - psnr_tensor(again, face['target']))
+    assert abs(loss_db) < 0.1, loss_db
+    assert _same_state(tiny_G, tuned['before'])
+
+
+@pytest.mark.eg3d
+def test_file_is_small(tiny_G, face, tuned, tiny_pkl, tmp_path):
+    path = tuning.save_tuned(tmp_path / 'face.pt', tiny_G, tuned['G'], face['w'], face['c'])
+    assert os.path.getsize(path) <= os.path.getsize(tiny_pkl) / 10, (os.path.getsize(path), os.path.getsize(tiny_pkl))
+
+
+@pytest.mark.eg3d
+def test_other_generator_refused(tiny_G, face, tuned, tmp_path):
+    from eg3d_regressor_plugin import eg3d
+    path = tuning.save_tuned(tmp_path / 'face.pt', tiny_G, tuned['G'], face['w'], face['c'])
+    other, _ = eg3d.build_networks('tiny', seed=1, w_avg_samples=500)
+    with pytest.raises(UserError, match='another generator'):
+        tuning.load_tuned(path, other)
+    # The same w_avg but other weights where the file changes them.
+    same_avg = copy.deepcopy(tiny_G)
+    with torch.no_grad():
+        same_avg.superresolution.block0.conv0.weight.add_(0.01)
+    with pytest.raises(UserError, match='weights it changes differ'):
+        tuning.load_tuned(path, same_avg)
+
+
+@pytest.mark.eg3d
+def test_bad_files_refused(tiny_G, face, tuned, tiny_pkl, tmp_path):
+    good = tuning.save_tuned(tmp_path / 'face.pt', tiny_G, tuned['G'], face['w'], face['c'])
+    raw = good.read_bytes()
+    truncated = tmp_path / 'truncated.pt'
+    truncated.write_bytes(raw[:len(raw) // 2])
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_bytes(b'not a torch file at all' * 10)
+    other_torch = tmp_path / 'other.pt'
+    torch.save(dict(model=torch.zeros(3), format='something-else'), other_torch)
+    for path, match in [(truncated, 'not a readable tuned-face file'), (garbage, 'not a readable tuned-face file'),
+                        (other_torch, 'not a tuned-face file'), (tiny_pkl, 'tuned-face file'),
+                        (tmp_path / 'missing.pt', 'not found')]:
+        with pytest.raises(UserError, match=match):
+            tuning.load_tuned(path, tiny_G)
+    # A well-formed container with a damaged delta.
+    data = torch.load(good, weights_only=True)
+    name = next(iter(data['deltas']))
+    data['deltas'][name] = dict(kind='fp16', delta=torch.zeros(3, dtype=torch.float16))
+    damaged = tmp_path / 'damaged.pt'
+    torch.save(data, damaged)
+    with pytest.raises(UserError, match='corrupt'):
+        tuning.load_tuned(damaged, tiny_G)
+
+
+@pytest.mark.eg3d
+def test_interrupted_save_leaves_no_file(tiny_G, face, tuned, tmp_path, monkeypatch):
+    path = tmp_path / 'face.pt'
+
+    def half_then_fail(obj, f, *args, **kwargs):
+        with open(f, 'wb') as fh:
+            fh.write(b'PK\x03\x04 half')
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tuning.torch, 'save', half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.save_tuned(path, tiny_G, tuned['G'], face['w'], face['c'])
+    assert list(tmp_path.iterdir()) == []
+    # An existing file is not replaced by a failed save.
+    path.write_bytes(b'old')
+    with pytest.raises(KeyboardInterrupt):
+        tuning.save_tuned(path, tiny_G, tuned['G'], face['w'], face['c'])
+    assert path.read_bytes() == b'old' and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.eg3d
+def test_bad_meta_and_format_refused(tiny_G, face, tuned, tmp_path):
+    with pytest.raises(UserError, match='meta'):
+        tuning.save_tuned(tmp_path / 'a.pt', tiny_G, tuned['G'], face['w'], face['c'], meta=dict(x=object()))
+    with pytest.raises(UserError, match='delta_format'):
+        tuning.save_tuned(tmp_path / 'a.pt', tiny_G, tuned['G'], face['w'], face['c'], delta_format='zip')
+    assert not (tmp_path / 'a.pt').exists()
+
+
+@pytest.mark.eg3d
+def test_pti_baseline_stages(tiny_G, face):
+    records = []
+    G_t, w = tuning.pti_baseline(tiny_G, face['target'], face['c'], w_steps=2, tune_steps=1, locality_every=0,
+                                 callback=lambda step, record: records.append(record))
+    assert [r['stage'] for r in records] == ['w'] * 3 + ['tune'] * 2
+    assert [r['step'] for r in records] == list(range(5))
+    assert all(b['seconds'] >= a['seconds'] for a, b in zip(records, records[1:]))
+    assert w.shape == face['w'].shape
+    assert records[-1]['psnr'] > records[2]['psnr']
