@@ -21,7 +21,7 @@ identity network yet (tune_generator takes one as `identity`).
 
 The file sizes are those of save_tuned for (b)'s tuned generator on each image, in every delta
 format measured (fp16 deltas; rank-r factors of each matrix/convolution delta), against the
-network pickle of the same generator (eg3d.save_network_pkl: G, D, G_ema) and against a pickle of
+network pickle of the same generator (presets.save_network_pkl: G, D, G_ema) and against a pickle of
 the generator alone; "PSNR loss" is the exact tuned generator's PSNR minus the rebuilt one's.
 
 On a CPU the images are measured in parallel, one process per image (--jobs), as refine.py does.
@@ -179,7 +179,7 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, l
     if jobs is None:
         jobs = min(len(seeds), os.cpu_count() or 1) if torch.device(device).type == 'cpu' else 1
     # The full network pickle of this generator: --network, or the preset's, which
-    # eg3d.save_network_pkl wrote (G, D, G_ema).
+    # presets.save_network_pkl wrote (G, D, G_ema).
     full_bytes = Path(pkl).stat().st_size
     results = measure_all(G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
                           tune_steps=tune_steps, refine_steps=refine_steps, locality_every=locality_every,

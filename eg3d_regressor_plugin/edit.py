@@ -26,7 +26,7 @@ from .options import (Command, align_options, device_option, eg3d_option, layers
 @eg3d_option
 @device_option
 def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, layers, pose_spec, no_align, face_index,
-         shapes, shape_res, shape_format, video, video_frames, fps, orbit, outdir, eg3d, device):
+         shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit, outdir, eg3d, device):
     """Move a face along a semantic boundary (InterFaceGAN) and render every step in 3D.
 
     For each alpha, the chosen W+ levels of w move by alpha * boundary. Writes to OUTDIR:
@@ -85,7 +85,8 @@ def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, laye
 
     with atomic_dir(outdir) as tmp:
         shape_files = sequences.write_sequence(tmp, G, ws, src['c'], tags, cols=len(alpha_list), grid_name='grid.png',
-                                               shapes=shapes, shape_res=shape_res, shape_format=shape_format)
+                                               shapes=shapes, shape_res=shape_res, shape_format=shape_format,
+                                               mesh_clean=mesh_clean, decimate=decimate)
         if video:
             # Alphas densified piecewise-linearly; the video runs them there and back.
             n = sequences.forward_frames(video_frames)

@@ -28,7 +28,7 @@ from .options import (Command, align_options, device_option, eg3d_option, layers
 @eg3d_option
 @device_option
 def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, pose_spec, no_align, face_index,
-           shapes, shape_res, shape_format, video, video_frames, fps, orbit, outdir, eg3d, device):
+           shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit, outdir, eg3d, device):
     """Interpolate between two or more faces in W+ and render the path in 3D.
 
     Writes to OUTDIR: strip.png (every step, up to 10 per row), w_<iii>.npy (float32
@@ -77,7 +77,8 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
 
     with atomic_dir(outdir) as tmp:
         shape_files = sequences.write_sequence(tmp, G, ws, c, tags, cols=10, grid_name='strip.png', shapes=shapes,
-                                               shape_res=shape_res, shape_format=shape_format)
+                                               shape_res=shape_res, shape_format=shape_format,
+                                               mesh_clean=mesh_clean, decimate=decimate)
         if video:
             # As many codes per segment as spread the video's frames evenly over the segments.
             per_segment = max(2, round((sequences.forward_frames(video_frames) - 1) / (len(knots) - 1)) + 1)

@@ -73,7 +73,7 @@ def load_perceptual(spec, device):
         def lpips_fn(x, y):
             return net(x, y, normalize=False).flatten()
         return lpips_fn
-    from .eg3d import import_eg3d
+    from .bridge import import_eg3d
     import_eg3d()
     import dnnlib
     try:

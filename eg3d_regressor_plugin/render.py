@@ -1,6 +1,7 @@
 """Rendering a w code with EG3D: images and depth at given poses, the density volume (in chunks,
-so memory stays bounded at any resolution), .mrc/.ply shapes and videos. Every command that
-renders (gen, interp, edit, eval, sample-codes) goes through here."""
+so memory stays bounded at any resolution), marching cubes, .mrc volumes and videos (meshes.py
+writes coloured meshes). Every command that renders (gen, interp, edit, eval, sample-codes)
+goes through here."""
 
 import contextlib
 
@@ -129,29 +130,6 @@ def extract_mesh(sigmas, box_warp=1.0, level=10.0):
     verts, faces, _, _ = skimage.measure.marching_cubes(vol, level=level, spacing=(spacing,) * 3)
     return (verts - box_warp / 2).astype(np.float32), faces.astype(np.int64)
 
-
-def save_ply(path, verts, faces):
-    import plyfile
-    v = np.empty(len(verts), dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4')])
-    v['x'], v['y'], v['z'] = verts[:, 0], verts[:, 1], verts[:, 2]
-    f = np.empty(len(faces), dtype=[('vertex_indices', 'i4', (3,))])
-    f['vertex_indices'] = faces
-    with atomic_path(path) as tmp:
-        plyfile.PlyData([plyfile.PlyElement.describe(v, 'vertex'), plyfile.PlyElement.describe(f, 'face')]).write(tmp)
-
-
-def save_shape(path, G, w, shape_res=256, shape_format='.mrc', progress=True, level=10.0):
-    """Sample the density of w and write `path` (suffix replaced by shape_format). Returns the path
-    and, for .ply, the number of faces."""
-    from pathlib import Path
-    path = Path(path).with_suffix(shape_format)
-    sigmas = sample_density(G, w, shape_res, progress=progress)
-    if shape_format == '.mrc':
-        save_mrc(path, sigmas)
-        return path, None
-    verts, faces = extract_mesh(sigmas, G.rendering_kwargs['box_warp'], level)
-    save_ply(path, verts, faces)
-    return path, len(faces)
 
 #----------------------------------------------------------------------------
 # Video.

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from . import render
 from .files import save_image, save_npy
 from .images import image_grid, to_uint8
+from .meshes import save_shape_file
 
 
 def render_codes(G, ws, c, desc='render'):
@@ -37,10 +38,11 @@ def alpha_tag(i, alpha):
     return f'{i:02d}_alpha{alpha:+.2f}'
 
 
-def write_sequence(folder, G, ws, c, tags, cols, grid_name, shapes=False, shape_res=256, shape_format='.mrc'):
+def write_sequence(folder, G, ws, c, tags, cols, grid_name, shapes=False, shape_res=256, shape_format='.mrc',
+                   mesh_clean=True, decimate=None):
     """Write grid_name (the codes rendered at c, `cols` per row), w_<tag>.npy per code (float32
-    [1, num_ws, w_dim]), c.npy and, with shapes, shape_<tag>.mrc/.ply per code. Returns the
-    shape files' names."""
+    [1, num_ws, w_dim]), c.npy and, with shapes, shape_<tag> per code in shape_format (meshes.py).
+    Returns the shape files' names."""
     folder = Path(folder)
     images = render_codes(G, ws, c)
     save_image(folder / grid_name, image_grid(images, cols=min(cols, len(images))))
@@ -50,8 +52,9 @@ def write_sequence(folder, G, ws, c, tags, cols, grid_name, shapes=False, shape_
     written = []
     if shapes:
         for w, tag in zip(tqdm(ws, desc='shapes', unit='shape', leave=False, disable=None), tags):
-            path, _ = render.save_shape(folder / f'shape_{tag}{shape_format}', G, w[None], shape_res=shape_res,
-                                        shape_format=shape_format, progress=sys.stderr.isatty())
+            path, _ = save_shape_file(folder / f'shape_{tag}{shape_format}', G, w[None], shape_res=shape_res,
+                                      shape_format=shape_format, clean=mesh_clean, decimate=decimate,
+                                      progress=sys.stderr.isatty())
             written.append(path.name)
     return written
 

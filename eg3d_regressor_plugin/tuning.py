@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import render as _render
-from .eg3d import generator_identity
+from .fingerprint import generator_fingerprint
 from .errors import UserError
-from .io import atomic_path
+from .files import atomic_path
 from .metrics import psnr_tensor
 from .optimize import load_perceptual, optimize_w, saturate, target_tensor, w_avg_init
 
@@ -217,9 +217,9 @@ def _params_sha(G, names):
 
 
 def fingerprint(G, names):
-    """What a tuned-face file records of its base generator: generator_identity(G) (shape and
+    """What a tuned-face file records of its base generator: generator_fingerprint(G) (shape and
     w_avg) plus a hash of the parameters the file changes."""
-    return dict(generator_identity(G), params_sha=_params_sha(G, names))
+    return dict(generator_fingerprint(G), params_sha=_params_sha(G, names))
 
 
 def _lowrank(delta, rank):
@@ -328,7 +328,7 @@ def load_tuned(path, G_base):
         raise UserError(f'{path}: corrupt tuned-face file (no deltas or base fingerprint)')
     params = dict(G_base.named_parameters())
     unknown = [n for n in deltas if n not in params]
-    ident = generator_identity(G_base)
+    ident = generator_fingerprint(G_base)
     diffs = [f'{k} {base.get(k)} != {ident[k]}' for k in ident if base.get(k) != ident[k]]
     if unknown:
         diffs.append(f'{len(unknown)} parameters it changes are not in the generator (e.g. {unknown[0]})')

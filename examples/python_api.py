@@ -9,7 +9,7 @@ import glob
 import click
 import numpy as np
 
-from eg3d_regressor_plugin import bridge, cameras, devices, render
+from eg3d_regressor_plugin import bridge, cameras, devices, meshes, render
 from eg3d_regressor_plugin.invert import Inverter, load_input
 from eg3d_regressor_plugin.files import save_image, save_npy
 from eg3d_regressor_plugin.images import to_uint8
@@ -38,7 +38,7 @@ def main(network, regressor, image, outdir, align):
     views = render.render_views(G, out['w'], cameras.yaw_strip(5))
     save_image(f'{outdir}/views.png', np.concatenate(list(to_uint8(views)), axis=1))
     save_npy(f'{outdir}/w.npy', out['w'].cpu().numpy().astype(np.float32))
-    path, faces = render.save_shape(f'{outdir}/shape.ply', G, out['w'], shape_res=128, shape_format='.ply')
+    path, faces = meshes.save_shape_file(f'{outdir}/shape.glb', G, out['w'], shape_res=128)
     print(f'wrote {outdir}: reconstruction, depth, views, w.npy, {path.name} ({faces} faces)')
 
 

@@ -140,9 +140,9 @@ def test_file_is_small(tiny_G, face, tuned, tiny_pkl, tmp_path):
 
 @pytest.mark.eg3d
 def test_other_generator_refused(tiny_G, face, tuned, tmp_path):
-    from eg3d_regressor_plugin import eg3d
+    from eg3d_regressor_plugin import presets
     path = tuning.save_tuned(tmp_path / 'face.pt', tiny_G, tuned['G'], face['w'], face['c'])
-    other, _ = eg3d.build_networks('tiny', seed=1, w_avg_samples=500)
+    other, _ = presets.build_networks('tiny', seed=1, w_avg_samples=500)
     with pytest.raises(UserError, match='another generator'):
         tuning.load_tuned(path, other)
     # The same w_avg but other weights where the file changes them.
