@@ -43,8 +43,13 @@ class _OneLine:
                 raise
             raise UserError(f'{param.opts[0]} {value}: {self.why}') from None
 
+    number = None  # the ranges: int or float; a value that is not one keeps click's error
+
     def _typed(self, value):
-        return True
+        try:
+            return self.number is None or self.number(value) is not None
+        except (TypeError, ValueError):
+            return False
 
 
 class _Choice(_OneLine, click.Choice):
@@ -52,21 +57,11 @@ class _Choice(_OneLine, click.Choice):
 
 
 class _IntRange(_OneLine, click.IntRange):
-    def _typed(self, value):
-        try:
-            int(value)
-            return True
-        except (TypeError, ValueError):
-            return False
+    number = int
 
 
 class _FloatRange(_OneLine, click.FloatRange):
-    def _typed(self, value):
-        try:
-            float(value)
-            return True
-        except (TypeError, ValueError):
-            return False
+    number = float
 
 #----------------------------------------------------------------------------
 
