@@ -35,7 +35,6 @@ import functools
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import PIL.Image

@@ -25,7 +25,7 @@ from .. import __version__, bridge
 from ..errors import UserError
 from ..files import atomic_path
 from . import checkpoint, distributed
-from .training_loop import snapshot_name, training_loop  # noqa: F401  (the loop names its snapshots)
+from .training_loop import training_loop
 
 SNAPSHOT_RE = re.compile(r'^regressor-snapshot-(\d+)\.pt$')
 RUN_RE = re.compile(r'^(\d+)-([a-z]+)-')
