@@ -130,7 +130,7 @@ def training_loop(
         start_time = time.time() - train_time
         done = cur_nimg >= total_nimg
         if done:
-            log(f'Already at {cur_nimg / 1000:g} kimg >= --kimg {kimg:g}: nothing to train')
+            log(f'Already at {cur_nimg / 1000:g} kimg >= kimg {kimg:g}: nothing to train')
         log(f'Training for {kimg:g} kimg...')
 
         while not done:
