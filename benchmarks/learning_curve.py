@@ -122,7 +122,7 @@ def main(network, archs, minutes, pairs, batch, lr, lr_rampdown, input_res, sing
 
 
 def data_range(s):
-    from eg3d_regressor_plugin.training.data import parse_trunc_range
+    from eg3d_regressor_plugin.options import parse_trunc_range
     return parse_trunc_range(s)
 
 

@@ -1,231 +1,24 @@
-"""Render a synthetic training dataset (images, camera labels and w codes) into one zip in EG3D's
-dataset_tool layout (see training/data.py for the layout).
+"""`eg3d-regress dataset`: render a synthetic training dataset (images, camera labels and w codes)
+into one zip in EG3D's dataset_tool layout. The command checks its options and calls
+training/dataset_writer.py, which does the work (resumable; see there). Library modules are
+imported inside the command so that `--help` imports neither torch nor EG3D."""
 
-The work is resumable: batches are written as small shard zips into a hidden folder beside the
-destination (`.NAME.zip.partial/`), each shard atomically, and the final zip is assembled from
-them (atomically too) once all are there. Rerunning the same command after an interruption
-renders only the samples no complete shard holds. Sample i always has the z, pose and
-truncation of sample seed derive_seed(--seed, i), whatever the batch size or the number of
-worker processes (EG3D's stochastic ray sampling is seeded per batch, so a render can differ
-by a grey level with another --batch).
-
-On a CPU, several worker processes with a few threads each render faster than one process
-with all of them (EG3D's small convolutions and ray marching use threads poorly): 1.5x with
-two single-threaded workers on a 2-core machine.
-"""
-
-import io
-import json
-import multiprocessing
-import os
-import pickle
-import queue as queue_lib
-import shutil
-import time
-import zipfile
 from pathlib import Path
 
 import click
-import numpy as np
-import PIL.Image
-import torch
-from tqdm import tqdm
 
-from . import __version__
-from . import bridge, devices, fingerprint
+from .catalog import COND_POSES
 from .errors import UserError
-from .files import atomic_path
-from .images import to_uint8
-from .options import Command, device_option, eg3d_option
-from .training import data
-
-SETTINGS = 'settings.json'
+from .options import Command, device_option, eg3d_option, parse_trunc_range
 
 
-def _png(img_uint8_hwc):
-    buf = io.BytesIO()
-    PIL.Image.fromarray(img_uint8_hwc).save(buf, format='png', compress_level=6)
-    return buf.getvalue()
-
-
-def _npy(array):
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(array, dtype=np.float32))
-    return buf.getvalue()
-
-
-def write_shard(path, start, batch):
-    """One batch (a PairSampler dict) as a zip of PNGs, w files and labels, written atomically."""
-    imgs = to_uint8(batch['img'])
-    ws = batch['w'].detach().cpu().numpy()
-    labels = batch['c'].detach().cpu().numpy()
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as z:
-            names = {}
-            for j in range(len(imgs)):
-                fname = data.image_name(start + j)
-                z.writestr(fname, _png(imgs[j]))
-                z.writestr(data.w_name(fname), _npy(ws[j][None]))  # (1, num_ws, w_dim) like EG3D's projectors
-                names[fname] = [float(v) for v in labels[j]]
-            z.writestr('labels.json', json.dumps(names))
-
-
-def _shards(partial):
-    """[(start, count, path)] of the complete shards, in order; a shard that does not read is removed."""
-    out = []
-    for p in sorted(partial.glob('shard-*.zip')):
-        try:
-            with zipfile.ZipFile(p) as z:
-                n = len(json.loads(z.read('labels.json')))
-            out.append((int(p.stem.split('-')[1]), n, p))
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-            p.unlink()
-    return out
-
-
-def _todo(shards, count, batch):
-    """[(start, n)]: the samples below `count` that no complete shard holds, in runs of <= batch."""
-    covered = set()
-    for start, n, _ in shards:
-        covered.update(range(start, start + n))
-    todo, i = [], 0
-    while i < count:
-        if i in covered:
-            i += 1
-            continue
-        j = i
-        while j < count and j not in covered and j - i < batch:
-            j += 1
-        todo.append((i, j - i))
-        i = j
-    return todo
-
-
-def _assemble(dest, shards, count, meta):
-    """The final zip from the shards' first `count` samples (each once), written atomically."""
-    labels, seen = [], set()
-    with atomic_path(dest) as tmp:
-        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as out:
-            for start, _, path in shards:
-                with zipfile.ZipFile(path) as z:
-                    shard_labels = json.loads(z.read('labels.json'))
-                    for fname in sorted(shard_labels):
-                        if int(fname[-12:-4]) >= count or fname in seen:
-                            continue
-                        seen.add(fname)
-                        out.writestr(fname, z.read(fname))
-                        out.writestr(data.w_name(fname), z.read(data.w_name(fname)))
-                        labels.append([fname, shard_labels[fname]])
-            if len(labels) != count:
-                raise RuntimeError(f'assembled {len(labels)} samples, expected {count}')
-            labels.sort()
-            out.writestr('dataset.json', json.dumps({'labels': labels}))
-            out.writestr(data.DATASET_META, json.dumps(dict(meta, format=data.DATASET_FORMAT, count=count), indent=2))
-
-
-def _render_shards(sampler, seed, todo, partial, done_fn=None):
-    for start, n in todo:
-        seeds = [data.derive_seed(seed, i) for i in range(start, start + n)]
-        write_shard(partial / f'shard-{start:08d}.zip', start, sampler.sample_seeds(seeds))
-        if done_fn is not None:
-            done_fn(n)
-
-
-def _worker(g_bytes, eg3d_root, sampler_args, seed, todo, partial, threads, queue):
-    """A spawned rendering process: its own copy of G, `threads` threads, shards `todo`."""
-    try:
-        torch.set_num_threads(threads)
-        bridge.import_eg3d(eg3d_root)
-        G = bridge.prepare_generator(pickle.loads(g_bytes))
-        with torch.no_grad():
-            _render_shards(data.PairSampler(G, *sampler_args), seed, todo, Path(partial), lambda n: queue.put(n))
-    except BaseException as e:  # reported to the parent, which stops the others
-        queue.put(f'{type(e).__name__}: {e}')
-        raise SystemExit(1)
-
-
-def default_workers(device):
-    """Rendering processes: 1 on a GPU; on a CPU one per core, at most 4 (sharing the threads)."""
-    return 1 if torch.device(device).type != 'cpu' else max(1, min(4, os.cpu_count() or 1))
-
-
-def _render_parallel(G, sampler, seed, todo, partial, workers, bar):
-    threads = max(1, torch.get_num_threads() // workers)
-    g_bytes = pickle.dumps(G)
-    ctx = multiprocessing.get_context('spawn')  # fork after torch started its thread pools can hang
-    queue = ctx.Queue()
-    args = (sampler.resolution, sampler.trunc_range, sampler.cond_pose)
-    procs = [ctx.Process(target=_worker, args=(g_bytes, str(bridge.eg3d_root()), args, seed, todo[k::workers],
-                                               str(partial), threads, queue), daemon=True) for k in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        remaining = sum(n for _, n in todo)
-        while remaining > 0:
-            try:
-                msg = queue.get(timeout=1.0)
-            except queue_lib.Empty:  # see whether a worker died without a word
-                if any(p.exitcode not in (None, 0) for p in procs):
-                    raise UserError('a rendering process died (out of memory?); rerun to continue, or use --workers 1') from None
-                continue
-            if isinstance(msg, str):
-                raise UserError(f'a rendering process failed: {msg}; rerun to continue, or use --workers 1')
-            remaining -= msg
-            bar.update(msg)
-        for p in procs:
-            p.join()
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join()
-
-
-def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, batch=16, resolution=None,
-                     cond_pose='random', network=None, progress=True, workers=1):
-    """Render `count` pairs of generator G into `dest` (a .zip), resuming an interrupted run.
-    workers > 1 renders in that many spawned processes (CPU; G must be pickleable)."""
-    dest = Path(dest)
-    if dest.suffix.lower() != '.zip':
-        raise UserError(f'--dest {dest}: must end in .zip')
-    if dest.exists():
-        raise UserError(f'--dest {dest} already exists; delete it or choose another name')
-    if count < 1 or batch < 1 or workers < 1:
-        raise UserError(f'--count, --batch and --workers must be at least 1 (got {count}, {batch}, {workers})')
-    resolution = int(resolution or G.img_resolution)
-    if not 8 <= resolution <= 4096:
-        raise UserError(f'--resolution {resolution}: expected 8 to 4096')
-    sampler = data.PairSampler(G, resolution, trunc_range, cond_pose)
-    settings = dict(generator=fingerprint.generator_fingerprint(G), seed=seed, trunc_range=list(sampler.trunc_range),
-                    cond_pose=cond_pose, resolution=resolution, z_sampling='np.random.RandomState(derive_seed(seed, i))')
-    partial = dest.parent / f'.{dest.name}.partial'
-    if partial.is_dir() and (partial / SETTINGS).is_file():
-        old = json.loads((partial / SETTINGS).read_text())
-        diff = [k for k in settings if old.get(k) != settings[k]]
-        if diff:
-            raise UserError(f'{partial} holds an unfinished dataset made with other settings ({", ".join(diff)}); '
-                            f'rerun with the same options or delete that folder')
-    else:
-        partial.mkdir(parents=True, exist_ok=True)
-        with atomic_path(partial / SETTINGS) as tmp:
-            Path(tmp).write_text(json.dumps(settings, indent=2))
-
-    todo = _todo(_shards(partial), count, batch)
-    left = sum(n for _, n in todo)
-    if left < count:
-        print(f'Resuming {dest}: {count - left} of {count} samples already rendered')
-    workers = min(workers, len(todo))
-    with tqdm(total=count, initial=count - left, unit='img', disable=not progress, desc='Rendering') as bar:
-        if workers > 1 and sampler.device.type == 'cpu':
-            _render_parallel(G, sampler, seed, todo, partial, workers, bar)
-        else:
-            _render_shards(sampler, seed, todo, partial, bar.update)
-    meta = dict(settings, network=str(network) if network else None, plugin_version=__version__,
-                created=time.strftime('%Y-%m-%d %H:%M:%S'),
-                layout='images NNNNN/imgNNNNNNNN.png, labels in dataset.json (EG3D), w in ws/NNNNN/imgNNNNNNNN.npy (1, num_ws, w_dim)')
-    _assemble(dest, _shards(partial), count, meta)
-    shutil.rmtree(partial, ignore_errors=True)
-    return dest
+def __getattr__(name):
+    # The library functions this module held before they moved to training/dataset_writer.py,
+    # for callers that still import them from here (looked up on use: no torch at import).
+    if name in ('make_dataset_zip', 'default_workers'):
+        from .training import dataset_writer
+        return getattr(dataset_writer, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 @click.command('dataset', cls=Command)
@@ -250,18 +43,28 @@ def make_dataset(network_pkl, count, dest, seed, trunc_range, cond_pose, batch, 
       eg3d-regress dataset --network tiny.pkl --count 5000 --dest pairs.zip --resolution 64
       eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs
     """
-    if cond_pose not in data.COND_POSES:
-        raise UserError(f'--cond-pose {cond_pose!r}: choose from {", ".join(data.COND_POSES)}')
-    trunc = data.parse_trunc_range(trunc_range)
+    if cond_pose not in COND_POSES:
+        raise UserError(f'--cond-pose {cond_pose!r}: choose from {", ".join(COND_POSES)}')
+    trunc = parse_trunc_range(trunc_range)
+    if Path(dest).suffix.lower() != '.zip':
+        raise UserError(f'--dest {dest}: must end in .zip')
     if Path(dest).exists():
         raise UserError(f'--dest {dest} already exists; delete it or choose another name')
     if workers is not None and workers < 1:
         raise UserError(f'--workers {workers}: must be at least 1')
+    if count < 1 or batch < 1:
+        raise UserError(f'--count and --batch must be at least 1 (got {count}, {batch})')
+    if resolution is not None and not 8 <= resolution <= 4096:
+        raise UserError(f'--resolution {resolution}: expected 8 to 4096')
+
+    import torch
+    from . import bridge, devices
+    from .training import dataset_writer
     dev = devices.get_device(device)
     G = bridge.load_generator(network_pkl, device=dev, eg3d=eg3d)
     with torch.no_grad():
-        out = make_dataset_zip(G, dest, count, seed, trunc, batch, resolution, cond_pose, network=network_pkl,
-                               workers=workers or default_workers(dev))
+        out = dataset_writer.make_dataset_zip(G, dest, count, seed, trunc, batch, resolution, cond_pose,
+                                              network=network_pkl, workers=workers or dataset_writer.default_workers(dev))
     click.echo(f'Wrote {out}: {count} pairs')
 
 

@@ -13,14 +13,9 @@ from eg3d_regressor_plugin.errors import UserError
 from eg3d_regressor_plugin.training import data
 
 
-def test_derive_seed_and_trunc_range():
+def test_derive_seed():
     assert data.derive_seed(0, 1, 2) == data.derive_seed(0, 1, 2)
     assert len({data.derive_seed(0, r, s) for r in range(2) for s in range(50)}) == 100
-    assert data.parse_trunc_range('0.5,1.0') == (0.5, 1.0)
-    assert data.parse_trunc_range('0.7') == (0.7, 0.7)
-    for bad in ('1,0.5', 'a,b', '-1,1', '1,2,3'):
-        with pytest.raises(UserError):
-            data.parse_trunc_range(bad)
 
 
 def test_epoch_batch_covers_each_item_once_per_epoch_and_splits_ranks():
@@ -89,7 +84,7 @@ def test_w_stats(tiny_G):
 
 @pytest.fixture(scope='module')
 def dataset_zip(tmp_path_factory, tiny_G):
-    from eg3d_regressor_plugin.dataset_tool import make_dataset_zip
+    from eg3d_regressor_plugin.training.dataset_writer import make_dataset_zip
     path = tmp_path_factory.mktemp('ds') / 'pairs.zip'
     make_dataset_zip(tiny_G, path, count=6, seed=5, batch=4, resolution=32, progress=False)
     return path
@@ -119,7 +114,7 @@ def test_dataset_round_trip(dataset_zip, tiny_G):
 
 
 def test_dataset_todo_skips_the_samples_complete_shards_hold():
-    from eg3d_regressor_plugin.dataset_tool import _todo
+    from eg3d_regressor_plugin.training.dataset_writer import _todo
     assert _todo([], 10, 4) == [(0, 4), (4, 4), (8, 2)]
     # Shards written out of order by parallel workers, one of another batch size.
     shards = [(0, 4, None), (8, 2, None), (12, 4, None)]
@@ -129,7 +124,7 @@ def test_dataset_todo_skips_the_samples_complete_shards_hold():
 
 @pytest.mark.eg3d
 def test_dataset_rendered_by_two_processes_matches_one(tmp_path, dataset_zip, tiny_G):
-    from eg3d_regressor_plugin.dataset_tool import make_dataset_zip
+    from eg3d_regressor_plugin.training.dataset_writer import make_dataset_zip
     dest = make_dataset_zip(tiny_G, tmp_path / 'par.zip', count=6, seed=5, batch=4, resolution=32, progress=False,
                             workers=2)
     with zipfile.ZipFile(dest) as a, zipfile.ZipFile(dataset_zip) as b:
@@ -150,7 +145,7 @@ def _png_array(raw):
 
 @pytest.mark.eg3d
 def test_preloaded_and_streamed_batches_are_the_same(dataset_zip, tiny_G, monkeypatch):
-    from eg3d_regressor_plugin.training.training_loop import DatasetSource
+    from eg3d_regressor_plugin.training.sources import DatasetSource
     ds = data.PairDataset(dataset_zip, G=tiny_G)
     kw = dict(batch_gpu=2, seed=1, rank=1, world=2, device=torch.device('cpu'), resolution=16, start_step=3, workers=0)
     preloaded = DatasetSource(ds, **kw)
@@ -166,32 +161,32 @@ def test_preloaded_and_streamed_batches_are_the_same(dataset_zip, tiny_G, monkey
 
 @pytest.mark.eg3d
 def test_dataset_resumes_after_interruption(tmp_path, dataset_zip, tiny_G, monkeypatch):
-    from eg3d_regressor_plugin import dataset_tool
+    from eg3d_regressor_plugin.training import dataset_writer
     dest = tmp_path / 'pairs.zip'
     calls = []
-    real_write = dataset_tool.write_shard
+    real_write = dataset_writer.write_shard
 
     def write_then_die(*args):
         if calls:
             raise KeyboardInterrupt  # interrupted while rendering the second shard
         calls.append(1)
         real_write(*args)
-    monkeypatch.setattr(dataset_tool, 'write_shard', write_then_die)
+    monkeypatch.setattr(dataset_writer, 'write_shard', write_then_die)
     with pytest.raises(KeyboardInterrupt):
-        dataset_tool.make_dataset_zip(tiny_G, dest, count=6, seed=5, batch=4, resolution=32, progress=False)
+        dataset_writer.make_dataset_zip(tiny_G, dest, count=6, seed=5, batch=4, resolution=32, progress=False)
     assert not dest.exists()
     assert len(list((tmp_path / '.pairs.zip.partial').glob('shard-*.zip'))) == 1
-    monkeypatch.setattr(dataset_tool, 'write_shard', real_write)
+    monkeypatch.setattr(dataset_writer, 'write_shard', real_write)
     with pytest.raises(UserError, match='other settings'):
-        dataset_tool.make_dataset_zip(tiny_G, dest, count=6, seed=6, batch=4, resolution=32, progress=False)
-    dataset_tool.make_dataset_zip(tiny_G, dest, count=6, seed=5, batch=4, resolution=32, progress=False)
+        dataset_writer.make_dataset_zip(tiny_G, dest, count=6, seed=6, batch=4, resolution=32, progress=False)
+    dataset_writer.make_dataset_zip(tiny_G, dest, count=6, seed=5, batch=4, resolution=32, progress=False)
     assert not (tmp_path / '.pairs.zip.partial').exists()
     with zipfile.ZipFile(dest) as a, zipfile.ZipFile(dataset_zip) as b:
         for name in b.namelist():
             if name != data.DATASET_META:
                 assert a.read(name) == b.read(name), name
     with pytest.raises(UserError, match='already exists'):
-        dataset_tool.make_dataset_zip(tiny_G, dest, count=6, seed=5, progress=False)
+        dataset_writer.make_dataset_zip(tiny_G, dest, count=6, seed=5, progress=False)
 
 
 @pytest.mark.eg3d

@@ -16,6 +16,14 @@ def test_parse_pose():
         options.parse_pose('left')
 
 
+def test_parse_trunc_range():
+    assert options.parse_trunc_range('0.5,1.0') == (0.5, 1.0)
+    assert options.parse_trunc_range('0.7') == (0.7, 0.7)
+    for bad in ('1,0.5', 'a,b', '-1,1', '1,2,3'):
+        with pytest.raises(UserError):
+            options.parse_trunc_range(bad)
+
+
 def test_user_error_is_one_line_and_exit_2():
     @click.command('t', cls=options.Command)
     @click.option('--x', callback=lambda ctx, p, v: options.parse_pose(v))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from eg3d_regressor_plugin.training import checkpoint, training_loop as loop
+from eg3d_regressor_plugin.training import checkpoint, sources, training_loop as loop
 
 # Tiny, fast settings: 32 px input, 2 held-out pairs, batches of 4.
 FAST = dict(arch='unet', arch_kwargs={'size': 'tiny'}, input_res=32, batch=4, lr=1e-3, tick_kimg=0.004, snap=1,
@@ -58,7 +58,7 @@ def test_train_run_folder_and_snapshot(tmp_path, tiny_pkl, tiny_G):
     assert ckpt['state']['cur_nimg'] == 8 and ckpt['arch'] == 'unet'
     # The network standardises its input with 64 images rendered for it, the same on every rank.
     from eg3d_regressor_plugin.training.data import PairSampler
-    imgs = PairSampler(tiny_G, 32).sample(loop.RenderSource.STAT_IMAGES, 0, loop.INPUT_STATS_KEY)['img']
+    imgs = PairSampler(tiny_G, 32).sample(sources.RenderSource.STAT_IMAGES, 0, sources.INPUT_STATS_KEY)['img']
     assert torch.allclose(ckpt['state_dict']['input_mean'][0], imgs.mean(0), atol=1e-5)
     assert 'Input statistics from 64 training images' in (run / 'log.txt').read_text()
     pred = checkpoint.load_regressor(run / 'regressor-snapshot-000000.pt', G=tiny_G)
@@ -86,7 +86,7 @@ def test_resume_continues_exactly(tmp_path, tiny_pkl):
 
 @pytest.mark.eg3d
 def test_train_from_a_dataset_zip(tmp_path, tiny_pkl, tiny_G):
-    from eg3d_regressor_plugin.dataset_tool import make_dataset_zip
+    from eg3d_regressor_plugin.training.dataset_writer import make_dataset_zip
     zip_path = make_dataset_zip(tiny_G, tmp_path / 'pairs.zip', count=4, batch=4, resolution=32, progress=False)
     run = tmp_path / 'run'
     run.mkdir()
@@ -158,10 +158,10 @@ def test_two_process_gloo_ddp(tmp_path, tiny_pkl):
 @pytest.mark.slow
 def test_ddp_time_budget_with_lr_rampdown_keeps_ranks_identical(tmp_path, tiny_pkl):
     # Each rank measures its own training time; the lr ramp and the stop must follow one clock.
-    from eg3d_regressor_plugin import train as train_cmd
+    from eg3d_regressor_plugin.training import launch
     kwargs = dict(FAST, run_dir=str(tmp_path), network_pkl=str(tiny_pkl), kimg=100.0, time_budget=4.0,
                   lr_rampdown=1.0, tick_kimg=0.04, snap=100)
-    torch.multiprocessing.spawn(fn=train_cmd._subprocess_fn, args=(kwargs, torch.device('cpu'), 2, str(tmp_path)),
+    torch.multiprocessing.spawn(fn=launch.subprocess_fn, args=(kwargs, torch.device('cpu'), 2, str(tmp_path)),
                                 nprocs=2)
     log = (tmp_path / 'log.txt').read_text()
     assert 'the 2 ranks hold identical weights' in log

@@ -31,21 +31,19 @@ images and labels:
                                       the sampling settings
 """
 
-import contextlib
 import functools
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 
-from .. import cameras
-from .. import fingerprint
+from .. import cameras, fingerprint
 from ..catalog import COND_POSES
 from ..errors import UserError, check_file
+from ..render import seeded
 from .networks import resize_input
 
 DEFAULT_TRUNC = (0.5, 1.0)
@@ -60,35 +58,21 @@ def derive_seed(*keys) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
-def parse_trunc_range(s):
-    """'0.5,1.0' or '0.7' -> (lo, hi) with 0 <= lo <= hi."""
-    if isinstance(s, (tuple, list)):
-        lo, hi = (float(v) for v in s)
-    else:
-        try:
-            vals = [float(v) for v in str(s).split(',')]
-            if len(vals) not in (1, 2):
-                raise ValueError
-        except ValueError:
-            raise UserError(f'--trunc-range {s!r}: expected LO,HI (e.g. 0.5,1.0) or one value') from None
-        lo, hi = vals[0], vals[-1]
+def check_trunc_range(trunc_range):
+    """(lo, hi) with 0 <= lo <= hi, as floats (the command parses the text of --trunc-range)."""
+    try:
+        if isinstance(trunc_range, str):
+            raise TypeError
+        lo, hi = (float(v) for v in trunc_range)
+    except (TypeError, ValueError):
+        raise UserError(f'trunc_range {trunc_range!r}: expected (lo, hi)') from None
     if not 0 <= lo <= hi:
-        raise UserError(f'--trunc-range {s!r}: expected 0 <= LO <= HI')
+        raise UserError(f'trunc_range {trunc_range!r}: expected 0 <= lo <= hi')
     return lo, hi
 
 
 #----------------------------------------------------------------------------
 # On-the-fly pairs.
-
-@contextlib.contextmanager
-def seeded(seed, device):
-    """Run a block with the torch RNG (CPU, and `device` if CUDA) seeded; restore the state after,
-    so that seeded renders neither depend on nor disturb the caller's random numbers."""
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
-        torch.manual_seed(int(seed))
-        yield
-
 
 class PairSampler:
     """Renders (image, w, pose, c) pairs from EG3D generator G on G's device."""
@@ -99,10 +83,10 @@ class PairSampler:
             raise UserError(f'cond_pose {cond_pose!r}: choose from {", ".join(COND_POSES)}')
         self.G = G
         self.resolution = int(resolution or G.img_resolution)
-        self.trunc_range = parse_trunc_range(trunc_range)
+        self.trunc_range = check_trunc_range(trunc_range)
         self.cond_pose = cond_pose
-        # Images rendered per G.synthesis call. On a CPU one at a time is ~1.7x faster than 16
-        # (the ray-marching tensors of a batch thrash the memory allocator and caches).
+        # Images rendered per G.synthesis call. On a CPU one at a time is faster than many (the
+        # ray-marching tensors of a batch thrash the memory allocator and caches).
         self.chunk = chunk or (16 if self.device.type == 'cuda' else 1)
         self.noise_mode = noise_mode
 
@@ -137,6 +121,10 @@ class PairSampler:
     def render(self, w, c, render_seed, resolution=None):
         """Images [N,3,R,R] in [-1,1] of codes w at cameras c, with the torch RNG seeded (restored after)."""
         resolution = resolution or self.resolution
+        # One seeded random stream through all the chunks, so G.synthesis here rather than
+        # render.render, which seeds each call afresh: chunk by chunk that would change every
+        # image after the first chunk (EG3D's ray sampling draws from the stream), and with them
+        # the training data and the datasets already written.
         with seeded(render_seed, self.device):
             imgs = []
             for i in range(0, len(w), self.chunk):

@@ -1,16 +1,14 @@
-"""The regressors' training loss: L1 on the normalised w (the seed project's loss), a pose loss
+"""The regressors' training loss: L1 on the normalised w, a pose loss
 on (yaw, pitch), and an optional image loss through the generator (the predicted w rendered at
 the true pose and compared with the input: MSE, plus LPIPS when it is available locally)."""
-
-import contextlib
 
 import torch
 import torch.nn.functional as F
 
+from .. import render
 from ..errors import UserError
 from ..optimize import lpips_network
 from .checkpoint import denormalize_w, normalize_w
-from .data import seeded
 from .networks import resize_input
 
 POSE_LOSSES = ('l1', 'smooth_l1')
@@ -46,7 +44,7 @@ class RegressorLoss:
             raise UserError(f'pose loss {pose_loss!r}: choose from {", ".join(POSE_LOSSES)}')
         for name, v in [('w', w_weight), ('pose', pose_weight), ('img', img_weight), ('lpips', lpips_weight)]:
             if v < 0:
-                raise UserError(f'--{name}-loss {v}: a loss weight cannot be negative')
+                raise UserError(f'{name}_weight {v}: a loss weight cannot be negative')
         if (img_weight or lpips_weight) and G is None:
             raise ValueError('the image loss needs the generator')
         self.w_stats = w_stats
@@ -59,16 +57,11 @@ class RegressorLoss:
 
     def render(self, w_norm, c, seed=None):
         """The predicted (normalised) codes rendered at cameras c with gradients, at the reduced
-        neural rendering resolution. G.synthesis remembers the resolution it was last given, so
-        it is put back."""
-        G = self.G
-        keep = G.neural_rendering_resolution
+        neural rendering resolution (render.render puts the generator's own back). seed: EG3D's
+        ray-sampling seed (None: render.SEED)."""
         w = denormalize_w(w_norm, self.w_stats)
-        try:
-            with seeded(seed, w.device) if seed is not None else contextlib.nullcontext():
-                return G.synthesis(w, c, neural_rendering_resolution=self.img_res, noise_mode='const')['image']
-        finally:
-            G.neural_rendering_resolution = keep
+        return render.render(self.G, w, c, seed=render.SEED if seed is None else seed,
+                             neural_rendering_resolution=self.img_res, grad=True)['image']
 
     def __call__(self, pred, batch, render_seed=None):
         terms = {}

@@ -1,4 +1,4 @@
-"""Image -> (w, pose) regressors: a ViT, the seed project's "UNET-modified" encoder and a
+"""Image -> (w, pose) regressors: a ViT, a "UNET-modified" encoder (a UNet with a regression head) and a
 feature-pyramid W+ encoder in the pSp style.
 
 Pure PyTorch (no EG3D import), so the networks build and test without a checkout. Every network
@@ -11,8 +11,8 @@ takes `[N, 3, R, R]` images in [-1, 1] (R = `input_resolution`) and returns
 Every network first standardises its input per pixel with the mean and standard deviation of
 its training images (buffers `input_mean`, `input_std`, set by `set_input_stats` when training
 starts, kept in the state dict; identity before). The images of one generator differ from its
-mean face by little, and a network sees those differences far better centred and scaled: the
-pSp encoder learned ~2x faster on the tiny preset (the issue notes hold the ablation).
+mean face by little, and a network sees those differences far better centred and scaled (on the
+raw images its first layers would have to learn to cancel the large shared mean first).
 
 The last w layer starts near zero, so an untrained network predicts w_avg: the mean-w baseline.
 `build_regressor(**model.config)` rebuilds the same architecture; checkpoints store that config.
@@ -158,8 +158,8 @@ class Regressor(nn.Module):
 # patch embedding.)
 
 VIT_SIZES = {
-    # tiny: on the tiny preset's 2400-pair CPU benchmark, 128 x 4 learned w better in the same
-    # time than 192 x 6 (0.51x against 0.61x the mean-w baseline), 96 x 4, 160 x 4 or 128 x 3 / 6.
+    # tiny: sized for a CPU: in a fixed time on the tiny preset, a wider or deeper ViT takes fewer
+    # steps and learned w no better, a narrower or shallower one had too little capacity.
     'tiny': dict(dim=128, depth=4, heads=4),     # ~1.8 M parameters (at 14 x 512): CPU
     'small': dict(dim=384, depth=8, heads=6),    # ~17 M
     'base': dict(dim=768, depth=12, heads=12),   # ~91 M (ViT-B widths)
@@ -208,12 +208,11 @@ class ViTRegressor(Regressor):
 # UNet ("UNET-modified"): the UNet contracting path, a short expanding path with skip
 # connections, then a convolutional head down to one vector that a linear layer maps to
 # num_ws x w_dim. The contracting path's double convs are residual by default (as in Zhang et
-# al. 2018's residual UNet): a block can pass its input on unchanged, and the network learned w
-# far faster so (0.53x against 0.63x the mean-w baseline on the tiny preset in the same 150 s;
-# the issue notes hold the ablation). block='plain' is the classic UNet. The head is 'full' by
+# al. 2018's residual UNet): a block can pass its input on unchanged, so the deep path starts
+# near the identity and trains faster. block='plain' is the classic UNet. The head is 'full' by
 # default: strided convs down to 8 x 8 at most, then one convolution over the whole map, so that
-# w reads where features lie, not only what they are (0.46x against 0.53x for pSp's strided
-# head='strided' in the same 150 s: a linear map of the pixels predicts this w well).
+# w reads where features lie, not only what they are (a linear map of the pixels predicts this
+# w well; head='strided', pSp's pooling head, loses the where).
 
 class DoubleConv(nn.Sequential):
     """UNet's (3x3 conv, norm, ReLU) x 2."""
