@@ -116,7 +116,7 @@ def training_set(G, pairs, resolution=64):
     `eg3d-regress dataset`'s code (with its default worker processes): a fixed training set, as
     the seed trained on. Cached by generator and size; the seconds are those its rendering took,
     when it was rendered. Regressors with a smaller input are fed it resized."""
-    from eg3d_regressor_plugin.dataset_tool import default_workers, make_dataset_zip
+    from eg3d_regressor_plugin.training.dataset_writer import default_workers, make_dataset_zip
     path = CACHE / f'pairs-{fingerprint.generator_fingerprint(G)["w_avg_sha"]}-{pairs}-{resolution}px.zip'
     took = path.with_suffix('.seconds')
     if not (path.is_file() and took.is_file()):

@@ -7,28 +7,16 @@ from pathlib import Path
 
 import click
 
-from .catalog import COND_POSES
 from .errors import UserError
-from .options import Command, device_option, eg3d_option, parse_trunc_range
-
-
-def __getattr__(name):
-    # The library functions this module held before they moved to training/dataset_writer.py,
-    # for callers that still import them from here (looked up on use: no torch at import).
-    if name in ('make_dataset_zip', 'default_workers'):
-        from .training import dataset_writer
-        return getattr(dataset_writer, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+from .options import Command, device_option, eg3d_option, network_option, parse_trunc_range, sampling_options
 
 
 @click.command('dataset', cls=Command)
-@click.option('--network', 'network_pkl', required=True, metavar='PKL', help='EG3D network pickle')
+@network_option(help='EG3D network pickle')
 @click.option('--count', type=int, required=True, help='Number of pairs to render')
 @click.option('--dest', required=True, metavar='ZIP', help='Output dataset zip')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed')
-@click.option('--trunc-range', default='0.5,1.0', show_default=True, help='Truncation psi range: LO,HI')
-@click.option('--cond-pose', default='random', show_default=True, metavar='random|same|frontal',
-              help='Pose the mapping network is conditioned on')
+@sampling_options
 @click.option('--batch', type=int, default=16, show_default=True, help='Pairs rendered per batch (and per shard)')
 @click.option('--resolution', type=int, default=None, help='Image resolution  [default: the generator\'s]')
 @click.option('--workers', type=int, default=None, help='Rendering processes  [default: 1 on a GPU; on a CPU, by its cores]')
@@ -43,8 +31,6 @@ def make_dataset(network_pkl, count, dest, seed, trunc_range, cond_pose, batch, 
       eg3d-regress dataset --network tiny.pkl --count 5000 --dest pairs.zip --resolution 64
       eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs
     """
-    if cond_pose not in COND_POSES:
-        raise UserError(f'--cond-pose {cond_pose!r}: choose from {", ".join(COND_POSES)}')
     trunc = parse_trunc_range(trunc_range)
     if Path(dest).suffix.lower() != '.zip':
         raise UserError(f'--dest {dest}: must end in .zip')

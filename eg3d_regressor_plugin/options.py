@@ -17,13 +17,18 @@ class _Failure(click.ClickException):
 
 class Command(click.Command):
     """A click command that ends a UserError raised anywhere below it (option callbacks, the
-    command, the library) with click's one-line 'Error: ...' and exit status 2."""
+    command, the library), and a bad option value, with one line 'Error: ...' on stderr and exit
+    status 2 (click's own usage errors print the usage and a hint too)."""
 
     def make_context(self, *args, **kwargs):
         try:
             return super().make_context(*args, **kwargs)
         except UserError as e:
             raise _Failure(str(e)) from None
+        except click.UsageError as e:
+            if isinstance(e, click.exceptions.NoArgsIsHelpError):
+                raise
+            raise _Failure(e.format_message()) from None
 
     def invoke(self, ctx):
         try:

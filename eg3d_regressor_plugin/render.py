@@ -29,12 +29,15 @@ def seeded(seed, device):
 
 def render(G, w, c, seed=SEED, neural_rendering_resolution=None, grad=False):
     """G.synthesis(w, c) with noise_mode='const' and a fixed seed -> dict(image, image_raw, image_depth).
-    Without grad, runs under no_grad. The generator's neural rendering resolution is left as it was."""
+    seed=None draws from the caller's random stream instead (a caller that renders a batch in chunks
+    under one seed). Without grad, runs under no_grad. The generator's neural rendering resolution is
+    left as it was."""
     device = w.device
     nr_before = G.neural_rendering_resolution
     ctx = contextlib.nullcontext() if grad else torch.no_grad()
+    rng = contextlib.nullcontext() if seed is None else seeded(seed, device)
     try:
-        with ctx, seeded(seed, device):
+        with ctx, rng:
             return G.synthesis(w, c.to(device), neural_rendering_resolution=neural_rendering_resolution,
                                noise_mode='const')
     finally:

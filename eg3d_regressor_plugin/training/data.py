@@ -40,10 +40,9 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .. import cameras, fingerprint
+from .. import cameras, fingerprint, render
 from ..catalog import COND_POSES
 from ..errors import UserError, check_file
-from ..render import seeded
 from .networks import resize_input
 
 DEFAULT_TRUNC = (0.5, 1.0)
@@ -77,8 +76,7 @@ def check_trunc_range(trunc_range):
 class PairSampler:
     """Renders (image, w, pose, c) pairs from EG3D generator G on G's device."""
 
-    def __init__(self, G, resolution=None, trunc_range=DEFAULT_TRUNC, cond_pose='random', chunk=None,
-                 noise_mode='const'):
+    def __init__(self, G, resolution=None, trunc_range=DEFAULT_TRUNC, cond_pose='random', chunk=None):
         if cond_pose not in COND_POSES:
             raise UserError(f'cond_pose {cond_pose!r}: choose from {", ".join(COND_POSES)}')
         self.G = G
@@ -88,7 +86,6 @@ class PairSampler:
         # Images rendered per G.synthesis call. On a CPU one at a time is faster than many (the
         # ray-marching tensors of a batch thrash the memory allocator and caches).
         self.chunk = chunk or (16 if self.device.type == 'cuda' else 1)
-        self.noise_mode = noise_mode
 
     @property
     def device(self):
@@ -121,14 +118,13 @@ class PairSampler:
     def render(self, w, c, render_seed, resolution=None):
         """Images [N,3,R,R] in [-1,1] of codes w at cameras c, with the torch RNG seeded (restored after)."""
         resolution = resolution or self.resolution
-        # One seeded random stream through all the chunks, so G.synthesis here rather than
-        # render.render, which seeds each call afresh: chunk by chunk that would change every
-        # image after the first chunk (EG3D's ray sampling draws from the stream), and with them
-        # the training data and the datasets already written.
-        with seeded(render_seed, self.device):
+        # One seeded random stream through all the chunks (seed=None in render.render): seeding each
+        # chunk afresh would change every image after the first (EG3D's ray sampling draws from the
+        # stream), and with them the training data and the datasets already written.
+        with render.seeded(render_seed, self.device):
             imgs = []
             for i in range(0, len(w), self.chunk):
-                img = self.G.synthesis(w[i:i + self.chunk], c[i:i + self.chunk], noise_mode=self.noise_mode)['image']
+                img = render.render(self.G, w[i:i + self.chunk], c[i:i + self.chunk], seed=None)['image']
                 imgs.append(resize_input(img.clamp(-1, 1), resolution).clamp(-1, 1))
         return torch.cat(imgs)
 
@@ -138,7 +134,7 @@ class PairSampler:
         seeds = [int(s) for s in seeds]
         d = self.draw(seeds)
         dev = self.device
-        with seeded(seeds[0], dev):  # EG3D's LookAtPoseSampler draws (zero-std) noise too
+        with render.seeded(seeds[0], dev):  # EG3D's LookAtPoseSampler draws (zero-std) noise too
             c = cameras.pose_to_label(d['pose'][:, 0], d['pose'][:, 1], device=dev)
             c_cond = cameras.pose_to_label(d['cond_pose'][:, 0], d['cond_pose'][:, 1], device=dev)
         w = self.codes(d['z'].to(dev), d['psi'].to(dev), c_cond)
@@ -160,7 +156,7 @@ def estimate_w_stats(G, num=10000, trunc_range=DEFAULT_TRUNC, cond_pose='random'
     total = torch.zeros(G.backbone.num_ws, G.w_dim, dtype=torch.float64, device=dev)
     for i in range(0, num, batch):
         d = sampler.draw([derive_seed(seed, j) for j in range(i, min(i + batch, num))])
-        with seeded(seed, dev):
+        with render.seeded(seed, dev):
             c_cond = cameras.pose_to_label(d['cond_pose'][:, 0], d['cond_pose'][:, 1], device=dev)
         w = sampler.codes(d['z'].to(dev), d['psi'].to(dev), c_cond)
         total += ((w - w_avg) ** 2).double().sum(0)
