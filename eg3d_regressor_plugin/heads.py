@@ -75,7 +75,7 @@ def params_from_z(z):
         raise UserError(f'z: expected shape [N, z_dim] with z_dim >= {NUM_PARAMS} (one component per head '
                         f'parameter), got {list(z.shape)}')
     u = 0.5 * (1 + torch.erf(z[:, :NUM_PARAMS] / math.sqrt(2)))
-    return {name: lo + u[:, i] * (hi - lo) for i, (name, (lo, hi)) in enumerate(PARAM_RANGES.items())}
+    return {name: (lo + u[:, i] * (hi - lo)).clamp(lo, hi) for i, (name, (lo, hi)) in enumerate(PARAM_RANGES.items())}
 
 
 def head_params(z):
@@ -294,28 +294,56 @@ def _as_params(params, n, device):
     return out
 
 
-def render_heads(params, c, resolution=128, n_samples=96, sharpness=0.004, sigma_max=400.0, chunk=4096):
+def _sample_depths(o, d, P, n_samples, hierarchical):
+    """Sample distances [N, m, S] along rays o, d [N, m, 3], and their spacing [N, m, 1].
+
+    Uniform: n_samples midpoints evenly over [RAY_START, RAY_END]. Hierarchical: n_samples // 2
+    coarse midpoints locate the first coarse sample inside the head (else the one nearest to it),
+    and the other half lie evenly in a window from just before the coarse interval that holds
+    the surface to just after it; the empty space in front of the window carries no density."""
+    n, m = o.shape[:2]
+    full = torch.arange(n_samples, device=o.device, dtype=torch.float32)
+    if not hierarchical:
+        step = (RAY_END - RAY_START) / n_samples
+        t = (RAY_START + (full + 0.5) * step).expand(n, m, n_samples)
+        return t, torch.full((n, m, 1), step, device=o.device)
+    n_coarse = max(n_samples // 2, 2)
+    n_fine = max(n_samples - n_coarse, 2)
+    step = (RAY_END - RAY_START) / n_coarse
+    tc = RAY_START + (full[:n_coarse] + 0.5) * step
+    dist = sdf((o[:, :, None] + d[:, :, None] * tc[:, None]).reshape(n, -1, 3), P).reshape(n, m, n_coarse)
+    inside = dist < 0
+    first = torch.where(inside.any(-1), inside.float().argmax(-1), dist.argmin(-1))  # [N, m]
+    lo = (tc[first] - step - 0.02).clamp_min(RAY_START)
+    hi = (tc[first] + 0.005).clamp_max(RAY_END)
+    fine_step = (hi - lo) / n_fine
+    t = lo[..., None] + (full[:n_fine] + 0.5) * fine_step[..., None]
+    return t, fine_step[..., None]
+
+
+def render_heads(params, c, resolution=128, n_samples=96, hierarchical=False, sharpness=0.004, sigma_max=400.0,
+                 chunk=4096):
     """Volume-render heads ({name: [N]}, or [1] broadcast) from EG3D camera labels c [N, 25].
 
-    Samples: n_samples midpoints evenly between RAY_START and RAY_END; density
-    sigma_max * sigmoid(-sdf / sharpness); EG3D's compositing (alpha = 1 - exp(-sigma delta)).
-    Returns dict(image [N,3,R,R] in [-1,1] on the background colour, depth [N,1,R,R] (EG3D's
-    depth: the weight-normalised expected ray distance, RAY_END where nothing is hit), alpha
-    [N,1,R,R] (accumulated opacity)). Rays are processed `chunk` at a time, without gradients."""
+    Samples: n_samples midpoints evenly between RAY_START and RAY_END (or, hierarchical, half
+    of them coarse and half in a window around the surface: about twice as fast for the same
+    accuracy; see _sample_depths); density sigma_max * sigmoid(-sdf / sharpness); EG3D's
+    compositing (alpha = 1 - exp(-sigma delta)). Returns dict(image [N,3,R,R] in [-1,1] over the
+    background colour, depth [N,1,R,R] (EG3D's depth: the weight-normalised expected ray distance,
+    RAY_END where nothing is hit), alpha [N,1,R,R] (accumulated opacity)). Rays are processed
+    `chunk` at a time, without gradients."""
     c = torch.as_tensor(c, dtype=torch.float32).reshape(-1, 25)
     n, device = len(c), c.device
     P = _as_params(params, n, device)
     L, C = _layout(P), _colours(P)
     origins, dirs = rays(c, resolution)
-    t = RAY_START + (torch.arange(n_samples, device=device, dtype=torch.float32) + 0.5) * (RAY_END - RAY_START) / n_samples
-    delta = (RAY_END - RAY_START) / n_samples
     rgb, depth, alpha = [], [], []
     with torch.no_grad():
         for s in range(0, origins.shape[1], chunk):
             o, d = origins[:, s:s + chunk], dirs[:, s:s + chunk]
-            m = o.shape[1]
-            pts = o[:, :, None] + d[:, :, None] * t[:, None]  # [N, m, S, 3]
-            dist = sdf(pts.reshape(n, -1, 3), P).reshape(n, m, n_samples)
+            t, delta = _sample_depths(o, d, P, n_samples, hierarchical)
+            pts = o[:, :, None] + d[:, :, None] * t[..., None]  # [N, m, S, 3]
+            dist = sdf(pts.reshape(n, -1, 3), P).reshape(t.shape)
             sigma = sigma_max * torch.sigmoid(-dist / sharpness)
             a = 1 - torch.exp(-sigma * delta)
             trans = torch.cumprod(torch.cat([torch.ones_like(a[..., :1]), 1 - a + 1e-10], -1), -1)[..., :-1]
