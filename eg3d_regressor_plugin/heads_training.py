@@ -48,9 +48,18 @@ def _check(cond, message):
         raise UserError(message)
 
 
-def sample_batch(batch, generator, z_dim, yaw_max=cameras.FFHQ_YAW_MAX, device='cpu'):
-    """z [B, z_dim] and camera labels c [B, 25] drawn from `generator` (a CPU torch.Generator)."""
-    z = torch.randn(batch, z_dim, generator=generator)
+def code_pool(num, z_dim, seed=0):
+    """The fixed set of `num` codes [num, z_dim] a run with num_heads=num draws from."""
+    return torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed + 1))
+
+
+def sample_batch(batch, generator, z_dim, yaw_max=cameras.FFHQ_YAW_MAX, device='cpu', pool=None):
+    """z [B, z_dim] (from N(0, I), or from the rows of `pool`) and camera labels c [B, 25], drawn
+    from `generator` (a CPU torch.Generator)."""
+    if pool is None:
+        z = torch.randn(batch, z_dim, generator=generator)
+    else:
+        z = pool[torch.randint(len(pool), (batch,), generator=generator)]
     yaw, pitch = cameras.sample_poses(batch, generator=generator, yaw_max=yaw_max)
     return z.to(device), cameras.pose_to_label(yaw, pitch, device=device)
 
@@ -99,9 +108,12 @@ def _training_set_kwargs(G, step):
 
 
 def save_snapshot(out, G, D, opt, step, gen, history, config):
-    """The network pickle (G, D, G_ema = G) and its state file, each written atomically."""
+    """The network pickle (G, D, G_ema = G) and its state file, each written atomically. The
+    global random state is left as it was (EG3D's camera sampler draws from it), so that a run
+    with snapshots and a resumed run draw the same numbers as a straight one."""
     G.eval()
-    set_w_avg(G)
+    with torch.random.fork_rng(devices=[]):
+        set_w_avg(G)
     _eg3d.save_network_pkl(out, G, D, training_set_kwargs=_training_set_kwargs(G, step))
     state = dict(step=int(step), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(),
                  data_rng=gen.get_state(), history=[list(map(float, h)) for h in history], config=dict(config))
@@ -132,11 +144,13 @@ def _load_resume(out, device):
 def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], seed=0, resume=False, device='cpu',
                 preset='tiny', depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS['raw_weight'],
                 yaw_max=DEFAULTS['yaw_max'], neural_rendering_resolution=None,
-                snapshot_every=DEFAULTS['snapshot_every'], progress=True, log=None):
+                snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, progress=True, log=None):
     """Train (or, with resume, continue training) a generator to draw heads.py's heads, writing
     snapshots to `out` (an EG3D network pickle) and `state_path(out)`. `steps` is the total step
     count: a resumed run continues from its saved step up to `steps`. neural_rendering_resolution
-    (default: the preset's) may be lowered for speed; the pickle keeps the preset's.
+    (default: the preset's) may be lowered for speed; the pickle keeps the preset's. num_heads
+    restricts the codes to a fixed set of that many (code_pool(num_heads, z_dim, seed)): a quick
+    check, or a demo generator that need only draw those heads; None draws fresh z every step.
     `log(step, losses_dict)` is called after every step. Returns dict(step, history) where history
     holds [step, total, image, raw, depth] per step (of the resumed run too) and G the trained
     generator (eval mode, no gradients)."""
@@ -146,13 +160,14 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     _check(depth_weight >= 0 and raw_weight >= 0, 'depth_weight, raw_weight: expected values >= 0')
     _check(0 <= yaw_max <= math.pi / 2, f'yaw_max: expected 0..pi/2 radians, got {yaw_max!r}')
     _check(snapshot_every >= 1, f'snapshot_every: expected >= 1, got {snapshot_every!r}')
+    _check(num_heads is None or num_heads >= 1, f'num_heads: expected >= 1 (or None), got {num_heads!r}')
     device = torch.device(device)
     out = Path(out)
     if not resume and (out.exists() or state_path(out).exists()):
         raise UserError(f'{out} already exists; pass --resume to continue that run, or choose another --out')
     _eg3d.import_eg3d()
     config = dict(preset=preset, batch=batch, lr=lr, seed=seed, depth_weight=depth_weight, raw_weight=raw_weight,
-                  yaw_max=yaw_max, neural_rendering_resolution=neural_rendering_resolution or 0)
+                  yaw_max=yaw_max, neural_rendering_resolution=neural_rendering_resolution or 0, num_heads=num_heads or 0)
     gen = torch.Generator()
     if resume:
         G, D, state = _load_resume(out, device)
@@ -177,13 +192,14 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         gen.set_state(state['data_rng'])
         if 'cuda_rng' in state and device.type == 'cuda':
             torch.cuda.set_rng_state_all(state['cuda_rng'])
+    pool = code_pool(num_heads, G.z_dim, seed) if num_heads else None
     if step >= steps:
         return dict(step=step, history=history, G=G.eval().requires_grad_(False))
     bar = tqdm(total=steps, initial=step, desc='train-heads', unit='step', disable=not progress, dynamic_ncols=True)
     t0, done = time.time(), 0
     try:
         while step < steps:
-            z, c = sample_batch(batch, gen, G.z_dim, yaw_max=yaw_max, device=device)
+            z, c = sample_batch(batch, gen, G.z_dim, yaw_max=yaw_max, device=device, pool=pool)
             tgt = targets(z, c, G.img_resolution, nr)
             out_g = synthesize(G, z, c, nr)
             ls = losses(out_g, tgt, depth_weight, raw_weight)

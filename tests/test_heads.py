@@ -139,9 +139,10 @@ FAST = dict(batch=1, neural_rendering_resolution=16, progress=False)
 
 @pytest.mark.eg3d
 def test_training_reduces_the_loss(eg3d_root, tmp_path):
+    """A few steps on one head (at random cameras): the loss at a fixed camera drops."""
     from eg3d_regressor_plugin import eg3d, heads_training as ht
-    gen = torch.Generator().manual_seed(123)
-    z, c = ht.sample_batch(2, gen, 32)
+    z = ht.code_pool(1, 32, seed=0)
+    c = _labels([0.1], [0.05])
     tgt = ht.targets(z, c, 128, 16)
 
     def loss(G):
@@ -149,11 +150,11 @@ def test_training_reduces_the_loss(eg3d_root, tmp_path):
             return float(ht.losses(ht.synthesize(G, z, c, 16), tgt)['total'])
     G0, _ = eg3d.build_networks('tiny', seed=0, w_avg_samples=0)
     before = loss(G0)
-    result = ht.train_heads(tmp_path / 'h.pkl', steps=8, lr=1e-2, **FAST)
-    after = loss(result['G'])
-    assert result['step'] == 8 and len(result['history']) == 8
-    assert after < 0.9 * before, (before, after)
+    result = ht.train_heads(tmp_path / 'h.pkl', steps=8, lr=3e-3, num_heads=1, **FAST)
     assert result['G'].neural_rendering_resolution == 64  # the preset's, not the training one
+    assert result['step'] == 8 and len(result['history']) == 8
+    after = loss(result['G'])
+    assert after < 0.8 * before, (before, after)
 
 
 @pytest.mark.eg3d
