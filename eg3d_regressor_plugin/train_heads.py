@@ -24,11 +24,13 @@ from .options import device_option, eg3d_option
               help='Neural rendering resolution while training (lower is faster)  [default: the preset\'s, 64]')
 @click.option('--snap', type=int, default=heads_training.DEFAULTS['snapshot_every'], show_default=True,
               help='Write a snapshot every this many steps')
+@click.option('--heads', 'num_heads', type=int, default=None, metavar='INT',
+              help='Train on a fixed set of this many heads  [default: a fresh z every step]')
 @click.option('--resume', is_flag=True, help='Continue the run saved in --out')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (weights, heads and cameras)')
 @device_option
 @eg3d_option
-def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, resume, seed, device, eg3d):
+def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, num_heads, resume, seed, device, eg3d):
     """Train EG3D's generator to draw procedural 3D heads with known truth.
 
     Each z is mapped by a fixed rule to a head (shape, colours; see heads.PARAM_RANGES); the
@@ -54,13 +56,16 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, r
         raise UserError(f'--nr-res {nr_res}: expected a divisor of the 128 px image resolution, 8 to 128 (e.g. 32, 64)')
     if snap < 1:
         raise UserError(f'--snap {snap}: expected at least 1')
+    if num_heads is not None and num_heads < 1:
+        raise UserError(f'--heads {num_heads}: expected at least 1')
     if seed < 0:
         raise UserError(f'--seed {seed}: expected an integer >= 0')
     dev = eg3d_bridge.get_device(device)
     eg3d_bridge.import_eg3d(eg3d)
     result = heads_training.train_heads(out, steps=steps, batch=batch, lr=lr, seed=seed, resume=resume, device=dev,
                                         depth_weight=depth_weight, raw_weight=raw_weight,
-                                        neural_rendering_resolution=nr_res, snapshot_every=snap)
+                                        neural_rendering_resolution=nr_res, snapshot_every=snap,
+                                        num_heads=num_heads)
     last = result['history'][-1] if result['history'] else None
     loss = f', loss {last[1]:.4f} (image {last[2]:.4f}, depth {last[4]:.4f})' if last else ''
     click.echo(f'Wrote {out}: step {result["step"]}{loss}')
