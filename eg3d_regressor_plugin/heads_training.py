@@ -147,7 +147,8 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
                 snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, progress=True, log=None):
     """Train (or, with resume, continue training) a generator to draw heads.py's heads, writing
     snapshots to `out` (an EG3D network pickle) and `state_path(out)`. `steps` is the total step
-    count: a resumed run continues from its saved step up to `steps`. neural_rendering_resolution
+    count: a resumed run continues from its saved step up to `steps`, with its saved seed and
+    num_heads (the other settings may change). neural_rendering_resolution
     (default: the preset's) may be lowered for speed; the pickle keeps the preset's. num_heads
     restricts the codes to a fixed set of that many (code_pool(num_heads, z_dim, seed)): a quick
     check, or a demo generator that need only draw those heads; None draws fresh z every step.
@@ -172,6 +173,9 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     if resume:
         G, D, state = _load_resume(out, device)
         step, history = state['step'], [list(h) for h in state['history']]
+        # The set of codes is the run's: keep the saved seed and num_heads.
+        seed, num_heads = state['config'].get('seed', seed), state['config'].get('num_heads', 0) or None
+        config.update(seed=seed, num_heads=num_heads or 0)
     else:
         G, D = _eg3d.build_networks(preset, seed=seed, w_avg_samples=0)
         state, step, history = None, 0, []
