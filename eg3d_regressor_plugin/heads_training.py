@@ -29,7 +29,7 @@ from . import heads
 from .errors import UserError
 from .io import atomic_path
 
-DEFAULTS = dict(batch=4, lr=2e-3, depth_weight=2.0, raw_weight=1.0, yaw_max=cameras.FFHQ_YAW_MAX,
+DEFAULTS = dict(batch=4, lr=3e-3, depth_weight=2.0, raw_weight=1.0, yaw_max=cameras.FFHQ_YAW_MAX,
                 neural_rendering_resolution=None, snapshot_every=50)
 W_AVG_SAMPLES = 10000
 # heads.render_heads settings of the training targets: as accurate as the 96-sample uniform
