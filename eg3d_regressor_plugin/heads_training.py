@@ -1,0 +1,251 @@
+"""Training EG3D's own TriPlaneGenerator to draw the procedural heads of heads.py.
+
+Supervised distillation, no discriminator: for a batch of z ~ N(0, I) and random FFHQ-like
+cameras (cameras.sample_poses), heads.py renders the true head of each z (heads.params_from_z)
+at that camera, and the generator (built by eg3d.build_networks, the `tiny` preset by default)
+is fitted by Adam to
+
+    L1(image, target) + raw_weight * L1(image_raw, target at the neural rendering resolution)
+    + depth_weight * L1(image_depth, true depth) on the pixels the head covers entirely,
+
+where image, image_raw and image_depth are G.synthesis(G.mapping(z, frontal c), c) (the mapping
+is conditioned on the frontal camera, so that w depends on z alone). Snapshots are ordinary EG3D
+network pickles (G, D, G_ema; eg3d.save_network_pkl), with w_avg set to the mean mapped w, and
+next to each a state file (`<out>.state.pt`, loadable with torch.load(weights_only=True)) with the
+step, the optimiser and the random number generators, so that a run resumes where it stopped.
+"""
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import cameras
+from . import eg3d as _eg3d
+from . import heads
+from .errors import UserError
+from .io import atomic_path
+
+DEFAULTS = dict(batch=4, lr=3e-3, depth_weight=2.0, raw_weight=1.0, yaw_max=cameras.FFHQ_YAW_MAX,
+                neural_rendering_resolution=None, snapshot_every=50)
+W_AVG_SAMPLES = 10000
+# heads.render_heads settings of the training targets: as accurate as the 96-sample uniform
+# render against the sphere-traced surface, three times faster.
+TARGET_RENDER = dict(hierarchical=True, n_samples=40)
+
+
+def state_path(out):
+    """The resume state file next to network pickle `out`: heads.pkl -> heads.pkl.state.pt."""
+    out = Path(out)
+    return out.with_name(out.name + '.state.pt')
+
+
+def _check(cond, message):
+    if not cond:
+        raise UserError(message)
+
+
+def code_pool(num, z_dim, seed=0):
+    """The fixed set of `num` codes [num, z_dim] a run with num_heads=num draws from."""
+    return torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed + 1))
+
+
+def sample_batch(batch, generator, z_dim, yaw_max=cameras.FFHQ_YAW_MAX, device='cpu', pool=None):
+    """z [B, z_dim] (from N(0, I), or from the rows of `pool`) and camera labels c [B, 25], drawn
+    from `generator` (a CPU torch.Generator)."""
+    if pool is None:
+        z = torch.randn(batch, z_dim, generator=generator)
+    else:
+        z = pool[torch.randint(len(pool), (batch,), generator=generator)]
+    yaw, pitch = cameras.sample_poses(batch, generator=generator, yaw_max=yaw_max)
+    return z.to(device), cameras.pose_to_label(yaw, pitch, device=device)
+
+
+def targets(z, c, img_resolution, nr_resolution):
+    """The true renders of z's heads at cameras c: image [B,3,R,R], image_raw and depth at the
+    neural rendering resolution, and mask (pixels entirely covered by the head) for the depth."""
+    t = heads.render_heads(heads.params_from_z(z), c, resolution=img_resolution, **TARGET_RENDER)
+    f = img_resolution // nr_resolution
+    pool = (lambda x: F.avg_pool2d(x, f)) if f > 1 else (lambda x: x)
+    return dict(image=t['image'], image_raw=pool(t['image']), depth=pool(t['depth']),
+                mask=(pool(t['alpha']) > 0.98).float(), alpha=t['alpha'])
+
+
+def losses(out, tgt, depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS['raw_weight']):
+    """{'image', 'raw', 'depth', 'total'} of one batch (see the module's docstring)."""
+    l_img = (out['image'] - tgt['image']).abs().mean()
+    l_raw = (out['image_raw'] - tgt['image_raw']).abs().mean()
+    m = tgt['mask']
+    l_depth = ((out['image_depth'] - tgt['depth']).abs() * m).sum() / m.sum().clamp_min(1)
+    return dict(image=l_img, raw=l_raw, depth=l_depth, total=l_img + raw_weight * l_raw + depth_weight * l_depth)
+
+
+def synthesize(G, z, c, nr_resolution=None):
+    """G.synthesis of z's w (mapping conditioned on the frontal camera) at cameras c, with grad."""
+    ws = G.mapping(z, cameras.frontal_label(len(z), device=z.device) * G.rendering_kwargs['c_scale'])
+    return G.synthesis(ws, c, neural_rendering_resolution=nr_resolution, noise_mode='const')
+
+
+@torch.no_grad()
+def set_w_avg(G, num=W_AVG_SAMPLES, seed=0):
+    """w_avg := the mean of mapped z (frontal camera), as EG3D's tracking would converge to."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    ws = []
+    for s in range(0, num, 1000):
+        z = torch.randn(min(1000, num - s), G.z_dim, generator=gen).to(device)
+        c = cameras.frontal_label(len(z), device=device) * G.rendering_kwargs['c_scale']
+        ws.append(G.backbone.mapping(z, c, truncation_psi=1)[:, 0])
+    G.backbone.mapping.w_avg.copy_(torch.cat(ws).mean(0))
+
+
+def _training_set_kwargs(G, step):
+    return dict(resolution=int(G.img_resolution), use_labels=True, heads_step=int(step),
+                about='procedural heads (eg3d_regressor_plugin.heads)')
+
+
+def save_snapshot(out, G, D, opt, step, gen, history, config):
+    """The network pickle (G, D, G_ema = G) and its state file, each written atomically. The
+    global random state is left as it was (EG3D's camera sampler draws from it), so that a run
+    with snapshots and a resumed run draw the same numbers as a straight one."""
+    G.eval()
+    with torch.random.fork_rng(devices=[]):
+        set_w_avg(G)
+    _eg3d.save_network_pkl(out, G, D, training_set_kwargs=_training_set_kwargs(G, step))
+    state = dict(step=int(step), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(),
+                 data_rng=gen.get_state(), history=[list(map(float, h)) for h in history], config=dict(config))
+    if torch.cuda.is_available():
+        state['cuda_rng'] = torch.cuda.get_rng_state_all()
+    with atomic_path(state_path(out)) as tmp:
+        torch.save(state, tmp)
+    G.train()
+
+
+def _load_resume(out, device):
+    sp = state_path(out)
+    _check(Path(out).is_file(), f'--resume: {out} does not exist (start without --resume)')
+    _check(sp.is_file(), f'--resume: the state file {sp} next to {out} is missing; cannot continue that run')
+    try:
+        state = torch.load(sp, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise UserError(f'--resume: cannot read {sp} ({type(e).__name__}: {str(e)[:100]})') from None
+    data = _eg3d.load_network_pkl(out)
+    pkl_step = (data.get('training_set_kwargs') or {}).get('heads_step')
+    _check(pkl_step == state['step'], f'--resume: {out} is at step {pkl_step} but {sp} at step {state["step"]}; '
+           'they belong to different snapshots')
+    G = _eg3d.rebuild_generator(data['G'])
+    _eg3d.prepare_generator(G)
+    return G, data['D'], state
+
+
+def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], seed=0, resume=False, device='cpu',
+                preset='tiny', depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS['raw_weight'],
+                yaw_max=DEFAULTS['yaw_max'], neural_rendering_resolution=None,
+                snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, progress=True, log=None):
+    """Train (or, with resume, continue training) a generator to draw heads.py's heads, writing
+    snapshots to `out` (an EG3D network pickle) and `state_path(out)`. `steps` is the total step
+    count: a resumed run continues from its saved step up to `steps`, with its saved seed and
+    num_heads (the other settings may change). neural_rendering_resolution
+    (default: the preset's) may be lowered for speed; the pickle keeps the preset's. num_heads
+    restricts the codes to a fixed set of that many (code_pool(num_heads, z_dim, seed)): a quick
+    check, or a demo generator that need only draw those heads; None draws fresh z every step.
+    `log(step, losses_dict)` is called after every step. Returns dict(step, history) where history
+    holds [step, total, image, raw, depth] per step (of the resumed run too) and G the trained
+    generator (eval mode, no gradients)."""
+    _check(isinstance(steps, int) and steps >= 0, f'steps: expected an integer >= 0, got {steps!r}')
+    _check(isinstance(batch, int) and batch >= 1, f'batch: expected an integer >= 1, got {batch!r}')
+    _check(lr > 0, f'lr: expected a positive learning rate, got {lr!r}')
+    _check(depth_weight >= 0 and raw_weight >= 0, 'depth_weight, raw_weight: expected values >= 0')
+    _check(0 <= yaw_max <= math.pi / 2, f'yaw_max: expected 0..pi/2 radians, got {yaw_max!r}')
+    _check(snapshot_every >= 1, f'snapshot_every: expected >= 1, got {snapshot_every!r}')
+    _check(num_heads is None or num_heads >= 1, f'num_heads: expected >= 1 (or None), got {num_heads!r}')
+    device = torch.device(device)
+    out = Path(out)
+    if not resume and (out.exists() or state_path(out).exists()):
+        raise UserError(f'{out} already exists; pass --resume to continue that run, or choose another --out')
+    _eg3d.import_eg3d()
+    config = dict(preset=preset, batch=batch, lr=lr, seed=seed, depth_weight=depth_weight, raw_weight=raw_weight,
+                  yaw_max=yaw_max, neural_rendering_resolution=neural_rendering_resolution or 0, num_heads=num_heads or 0)
+    gen = torch.Generator()
+    if resume:
+        G, D, state = _load_resume(out, device)
+        step, history = state['step'], [list(h) for h in state['history']]
+        # The set of codes is the run's: keep the saved seed and num_heads.
+        seed, num_heads = state['config'].get('seed', seed), state['config'].get('num_heads', 0) or None
+        config.update(seed=seed, num_heads=num_heads or 0)
+    else:
+        G, D = _eg3d.build_networks(preset, seed=seed, w_avg_samples=0)
+        state, step, history = None, 0, []
+        gen.manual_seed(seed)
+        torch.manual_seed(seed)
+    _check(G.z_dim >= heads.NUM_PARAMS, f'preset {preset}: z_dim {G.z_dim} < the {heads.NUM_PARAMS} head parameters')
+    nr_saved = G.neural_rendering_resolution  # G.synthesis(neural_rendering_resolution=...) overwrites it
+    nr = neural_rendering_resolution or nr_saved
+    _check(G.img_resolution % nr == 0 and nr >= 8,
+           f'neural_rendering_resolution: {nr} must divide the image resolution {G.img_resolution} (and be >= 8)')
+    G = G.to(device).train().requires_grad_(True)
+    opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.9, 0.99))
+    if state is not None:
+        opt.load_state_dict(state['optimizer'])
+        for g in opt.param_groups:
+            g['lr'] = lr
+        torch.set_rng_state(state['torch_rng'])
+        gen.set_state(state['data_rng'])
+        if 'cuda_rng' in state and device.type == 'cuda':
+            torch.cuda.set_rng_state_all(state['cuda_rng'])
+    pool = code_pool(num_heads, G.z_dim, seed) if num_heads else None
+    if step >= steps:
+        return dict(step=step, history=history, G=G.eval().requires_grad_(False))
+    bar = tqdm(total=steps, initial=step, desc='train-heads', unit='step', disable=not progress, dynamic_ncols=True)
+    t0, done = time.time(), 0
+    try:
+        while step < steps:
+            z, c = sample_batch(batch, gen, G.z_dim, yaw_max=yaw_max, device=device, pool=pool)
+            tgt = targets(z, c, G.img_resolution, nr)
+            out_g = synthesize(G, z, c, nr)
+            ls = losses(out_g, tgt, depth_weight, raw_weight)
+            opt.zero_grad(set_to_none=True)
+            ls['total'].backward()
+            opt.step()
+            step += 1
+            done += 1
+            vals = {k: float(v.detach()) for k, v in ls.items()}
+            history.append([step, vals['total'], vals['image'], vals['raw'], vals['depth']])
+            bar.update(1)
+            bar.set_postfix(loss=f'{vals["total"]:.3f}', depth=f'{vals["depth"]:.3f}',
+                            s_step=f'{(time.time() - t0) / done:.1f}', refresh=False)
+            if log is not None:
+                log(step, vals)
+            if step % snapshot_every == 0 or step == steps:
+                G.neural_rendering_resolution = nr_saved
+                save_snapshot(out, G, D, opt, step, gen, history, config)
+    finally:
+        bar.close()
+        G.neural_rendering_resolution = nr_saved
+    return dict(step=step, history=history, G=G.eval().requires_grad_(False))
+
+
+@torch.no_grad()
+def preview_grid(G, z, yaws=(-0.6, 0.0, 0.6), pitch=0.0):
+    """A uint8 HWC grid comparing truth and generator: per z, a row of heads.py renders then a
+    row of G's images, at the given yaws; the last column is the depth at the first yaw (near =
+    bright)."""
+    from .io import image_grid, to_uint8
+    device = next(G.parameters()).device
+    z = torch.as_tensor(z, dtype=torch.float32, device=device)
+    res = G.img_resolution
+    rows = []
+    for zi in z:
+        c = cameras.pose_to_label(torch.tensor(yaws), torch.full((len(yaws),), pitch), device=device)
+        zz = zi[None].expand(len(yaws), -1)
+        truth = heads.render_heads(heads.params_from_z(zz.cpu()), c.cpu(), resolution=res, **TARGET_RENDER)
+        out = synthesize(G, zz, c)
+        def depth_img(d):  # near = bright, over the ray range
+            d = 1 - ((d[:1] - heads.RAY_START) / (heads.RAY_END - heads.RAY_START)).clamp(0, 1)
+            return to_uint8(F.interpolate(d.cpu(), size=res, mode='nearest').expand(-1, 3, -1, -1) * 2 - 1)[0]
+        rows.append(list(to_uint8(truth['image'])) + [depth_img(truth['depth'])])
+        rows.append(list(to_uint8(out['image'].cpu())) + [depth_img(out['image_depth'])])
+    return image_grid([im for row in rows for im in row], len(yaws) + 1)

@@ -1,0 +1,224 @@
+"""The procedural heads (heads.py), training EG3D's generator to draw them (heads_training.py) and
+the train-heads command."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from eg3d_regressor_plugin import heads
+from eg3d_regressor_plugin.errors import UserError
+
+from conftest import assert_one_line_error
+
+
+def _one(params, i=0):
+    return {k: v[i:i + 1] for k, v in params.items()}
+
+
+def _labels(yaws, pitches=None):
+    from eg3d_regressor_plugin import cameras
+    yaws = torch.as_tensor(yaws, dtype=torch.float32)
+    pitches = torch.zeros_like(yaws) if pitches is None else torch.as_tensor(pitches, dtype=torch.float32)
+    return cameras.pose_to_label(yaws, pitches)
+
+#----------------------------------------------------------------------------
+# The head model.
+
+def test_params_from_z_deterministic_and_in_range():
+    z = torch.randn(256, 32, generator=torch.Generator().manual_seed(0)) * 3  # past 3 sigma too
+    a, b = heads.params_from_z(z), heads.head_params(z.clone())
+    assert list(a) == heads.PARAM_NAMES and heads.NUM_PARAMS == len(heads.PARAM_NAMES) <= 32
+    for name, (lo, hi) in heads.PARAM_RANGES.items():
+        assert torch.equal(a[name], b[name]), name
+        assert a[name].shape == (256,)
+        assert (a[name] >= lo).all() and (a[name] <= hi).all(), name
+        assert a[name].std() > 0.1 * (hi - lo), name  # each parameter follows its own z component
+    # Parameter i follows z[:, i] monotonically; components past NUM_PARAMS are ignored.
+    z2 = z.clone()
+    z2[:, 0] += 0.5
+    z2[:, heads.NUM_PARAMS:] = 0
+    c = heads.params_from_z(z2)
+    first = heads.PARAM_NAMES[0]
+    assert (c[first] >= a[first]).all() and (c[first] > a[first]).float().mean() > 0.5
+    assert all(torch.equal(c[n], a[n]) for n in heads.PARAM_NAMES[1:])
+    norm = heads.normalized_params(a)
+    assert norm.shape == (256, heads.NUM_PARAMS) and norm.min() >= 0 and norm.max() <= 1
+    with pytest.raises(UserError, match='z_dim'):
+        heads.params_from_z(torch.zeros(2, heads.NUM_PARAMS - 1))
+
+
+@pytest.mark.eg3d
+def test_volume_depth_matches_sphere_traced_surface(eg3d_root):
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(1))
+    params = heads.params_from_z(z)
+    c = _labels([0.0, 0.5, -0.8], [0.0, 0.2, -0.1])
+    traced = heads.surface_depth(params, c, resolution=48)
+    hit = traced < heads.RAY_END - 1e-3
+    assert 0.2 < hit.float().mean() < 0.8
+    for kwargs in (dict(), dict(hierarchical=True, n_samples=40)):
+        out = heads.render_heads(params, c, resolution=48, **kwargs)
+        solid = hit & (out['alpha'] > 0.99)  # silhouette pixels mix head and background
+        assert solid.float().mean() > 0.15
+        err = (out['depth'] - traced)[solid].abs()
+        assert err.mean() < 0.015, (kwargs, err.mean())
+        assert err.median() < 0.01, kwargs
+        # Missed rays: transparent, at the far end of the ray range.
+        miss = ~hit & (out['alpha'] < 1e-4)
+        assert miss.float().mean() > 0.15
+        assert torch.allclose(out['depth'][miss], torch.tensor(heads.RAY_END))
+
+
+@pytest.mark.eg3d
+def test_renders_non_degenerate_over_yaw_range(eg3d_root):
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(2))
+    yaws = [-0.8, -0.4, 0.0, 0.4, 0.8]
+    for i in range(2):
+        p = _one(heads.params_from_z(z), i)
+        out = heads.render_heads(p, _labels(yaws), resolution=48, hierarchical=True, n_samples=40)
+        img, alpha = out['image'], out['alpha']
+        assert img.shape == (5, 3, 48, 48) and out['depth'].shape == (5, 1, 48, 48)
+        assert img.min() >= -1 and img.max() <= 1
+        frac = (alpha > 0.5).float().mean(dim=(1, 2, 3))
+        assert ((frac > 0.25) & (frac < 0.7)).all(), frac
+        # Background: the plain background colour. Like FFHQ crops, the hair may reach the top
+        # edge, and at large yaws the back of the head an edge, but one bottom corner is clear.
+        for k in range(5):
+            corners = [alpha[k, :, -4:, :4], alpha[k, :, -4:, -4:]]
+            clear = [cr for cr in corners if cr.max() < 0.01]
+            assert clear, (k, [float(cr.max()) for cr in corners])
+        bg = img[2:3, :, -4:, :4]
+        assert ((img - bg[:, :, :1, :1]).abs().amax(1, keepdim=True)[alpha < 1e-4]).max() < 1e-3
+        # The head has structure (eyes, mouth, hair differ from skin), not one flat colour.
+        head = img.permute(1, 0, 2, 3)[:, (alpha[:, 0] > 0.99)]
+        assert head.std(dim=1).mean() > 0.05
+        # The head turns: mirrored yaws do not render the same image.
+        assert (img[0] - img[4]).abs().mean() > 0.02
+
+
+@pytest.mark.eg3d
+def test_changing_one_parameter_changes_the_image_where_expected(eg3d_root):
+    p = heads.default_params(1)
+    c = _labels([0.0])
+    res = 64
+    base = heads.render_heads(p, c, resolution=res)
+    rows = torch.arange(res, dtype=torch.float32)[:, None].expand(res, res)
+
+    def changed(name, value):
+        q = dict(p, **{name: torch.tensor([value])})
+        out = heads.render_heads(q, c, resolution=res)
+        diff = (out['image'] - base['image']).abs().sum(1)[0]  # [H, W]
+        return out, diff
+
+    # Mouth width: changes below the image centre only (the mouth), nothing near the top.
+    _, diff = changed('mouth_width', heads.PARAM_RANGES['mouth_width'][1])
+    assert diff.sum() > 1
+    row = (diff * rows).sum() / diff.sum()
+    assert row > res * 0.6, row
+    assert diff[:res // 2].sum() < 0.02 * diff.sum()
+    # Nose length: the nose comes nearer the camera at the face's centre.
+    out, diff = changed('nose_length', heads.PARAM_RANGES['nose_length'][1])
+    assert diff.sum() > 1
+    depth_change = out['depth'] - base['depth']
+    assert depth_change.min() < -0.02
+    ys, xs = torch.nonzero(depth_change[0, 0] < -0.01, as_tuple=True)
+    assert abs(xs.float().mean() - (res - 1) / 2) < 3  # on the face's vertical axis
+    # Hair colour: changes the hair (upper half) and the eyebrows, not the mouth region.
+    _, diff = changed('hair_lightness', 1.0)
+    assert diff[:res // 2].sum() > 0.9 * diff.sum()
+    # Background: only where the head is not.
+    _, diff = changed('bg_lightness', 0.0)
+    assert (diff[base['alpha'][0, 0] > 0.999] < 0.01).all() and (diff[base['alpha'][0, 0] < 0.001] > 0.1).all()
+
+#----------------------------------------------------------------------------
+# Training EG3D's generator.
+
+FAST = dict(batch=1, neural_rendering_resolution=16, progress=False)
+
+
+@pytest.mark.eg3d
+def test_training_reduces_the_loss(eg3d_root, tmp_path):
+    """A few steps on one head (at random cameras): the loss at a fixed camera drops."""
+    from eg3d_regressor_plugin import eg3d, heads_training as ht
+    z = ht.code_pool(1, 32, seed=0)
+    c = _labels([0.1], [0.05])
+    tgt = ht.targets(z, c, 128, 16)
+
+    def loss(G):
+        with torch.no_grad():
+            return float(ht.losses(ht.synthesize(G, z, c, 16), tgt)['total'])
+    G0, _ = eg3d.build_networks('tiny', seed=0, w_avg_samples=0)
+    before = loss(G0)
+    result = ht.train_heads(tmp_path / 'h.pkl', steps=8, lr=3e-3, num_heads=1, **FAST)
+    assert result['G'].neural_rendering_resolution == 64  # the preset's, not the training one
+    assert result['step'] == 8 and len(result['history']) == 8
+    after = loss(result['G'])
+    assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.eg3d
+def test_resume_continues_and_pickles_load(eg3d_root, tmp_path):
+    import legacy
+    from eg3d_regressor_plugin import eg3d, heads_training as ht
+    a, b = tmp_path / 'a.pkl', tmp_path / 'b.pkl'
+    ht.train_heads(a, steps=2, snapshot_every=1, **FAST)
+    G2 = eg3d.load_generator(a)
+    with pytest.raises(UserError, match='--resume'):
+        ht.train_heads(a, steps=4, **FAST)
+    ht.train_heads(a, steps=4, resume=True, snapshot_every=10, **FAST)
+    ht.train_heads(b, steps=4, snapshot_every=10, **FAST)
+    sa = torch.load(ht.state_path(a), weights_only=True)
+    sb = torch.load(ht.state_path(b), weights_only=True)
+    assert sa['step'] == sb['step'] == 4
+    assert [h[0] for h in sa['history']] == [1, 2, 3, 4]
+    with open(a, 'rb') as f:
+        data = legacy.load_network_pkl(f)  # EG3D's own loader
+    assert {'G', 'D', 'G_ema'} <= set(data) and data['training_set_kwargs']['heads_step'] == 4
+    G4a, G4b = eg3d.load_generator(a), eg3d.load_generator(b)
+    assert eg3d.is_triplane_generator(G4a) and G4a.neural_rendering_resolution == 64
+    assert G4a.backbone.mapping.w_avg.abs().sum() > 0
+    pa, pb, p2 = (dict(G.named_parameters()) for G in (G4a, G4b, G2))
+    assert any(not torch.equal(pa[k], p2[k]) for k in pa)  # it went on training
+    for k in pa:  # the same steps as a straight run
+        assert torch.allclose(pa[k], pb[k], atol=1e-5, rtol=1e-4), k
+    # Nothing to do when the run is already there.
+    assert ht.train_heads(a, steps=3, resume=True, **FAST)['step'] == 4
+    # The generator renders through EG3D as any other.
+    from eg3d_regressor_plugin import cameras, render
+    out = render.render(G4a, G4a.mapping(torch.zeros(1, 32), cameras.frontal_label(1)), cameras.frontal_label(1))
+    assert out['image'].shape == (1, 3, 128, 128) and torch.isfinite(out['image']).all()
+
+
+def _cmd(*args):
+    return subprocess.run([sys.executable, '-m', 'eg3d_regressor_plugin.train_heads', *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--steps', '0'], '--steps 0'),
+    (['--batch', '0'], '--batch 0'),
+    (['--lr', '-1'], '--lr -1'),
+    (['--nr-res', '48'], '--nr-res 48'),
+    (['--device', 'tpu'], '--device tpu'),
+    (['--heads', '0'], '--heads 0'),
+])
+def test_command_bad_values_are_one_line_errors(tmp_path, args, message):
+    """In process (a subprocess per value costs seconds of imports); the one-line form on stderr
+    is checked with a real process below."""
+    from click.testing import CliRunner
+    from eg3d_regressor_plugin.train_heads import train_heads
+    result = CliRunner().invoke(train_heads, ['--out', str(tmp_path / 'h.pkl'), *args])
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / 'h.pkl').exists()
+
+
+@pytest.mark.eg3d
+def test_command_refuses_existing_out_and_missing_resume(tmp_path):
+    existing = tmp_path / 'h.pkl'
+    existing.write_bytes(b'x')
+    assert '--resume' in assert_one_line_error(_cmd('--out', existing, '--steps', 1, '--device', 'cpu'))
+    line = assert_one_line_error(_cmd('--out', tmp_path / 'none.pkl', '--steps', 1, '--resume', '--device', 'cpu'))
+    assert 'does not exist' in line
