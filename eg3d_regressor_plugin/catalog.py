@@ -18,6 +18,9 @@ PRESETS = {
                  about='for tests and demos: 128 px, about 1.8 M parameters, z_dim 32, calibrated initialisation'),
 }
 
+# train-heads' defaults (heads_training.py): heads per step, Adam's rate, loss weights, snapshot interval.
+HEADS_TRAINING = dict(batch=4, lr=3e-3, depth_weight=2.0, raw_weight=1.0, snapshot_every=50)
+
 ARCHS = ('vit', 'unet', 'psp')                  # training/networks.py
 COND_POSES = ('random', 'same', 'frontal')      # training/data.py
 OPTIMIZERS = ('adam', 'lbfgs')                  # optimize.py

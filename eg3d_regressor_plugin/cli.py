@@ -11,6 +11,7 @@ from . import __version__
 COMMANDS = {
     'doctor': ('doctor', 'doctor'),
     'init-network': ('init_network', 'init_network'),
+    'train-heads': ('train_heads', 'train_heads'),
     'dataset': ('dataset_tool', 'make_dataset'),
     'train': ('train', 'train'),
     'gen': ('gen_from_image', 'gen'),

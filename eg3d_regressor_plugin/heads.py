@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from . import eg3d as _eg3d
+from . import bridge
 from .errors import UserError
 
 RAY_START, RAY_END = 2.25, 3.3  # EG3D's FFHQ ray range (rendering_kwargs ray_start/ray_end)
@@ -271,7 +271,7 @@ def _shade(p, P, L, C):
 def rays(c, resolution):
     """Ray origins and unit directions [N, resolution^2, 3] of EG3D camera labels c [N, 25], from
     EG3D's own RaySampler (row-major pixels, as G.synthesis reshapes them)."""
-    _eg3d.import_eg3d()
+    bridge.import_eg3d()
     from training.volumetric_rendering.ray_sampler import RaySampler
     c = torch.as_tensor(c, dtype=torch.float32).reshape(-1, 25)
     return RaySampler()(c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), resolution)

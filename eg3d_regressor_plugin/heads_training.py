@@ -2,7 +2,7 @@
 
 Supervised distillation, no discriminator: for a batch of z ~ N(0, I) and random FFHQ-like
 cameras (cameras.sample_poses), heads.py renders the true head of each z (heads.params_from_z)
-at that camera, and the generator (built by eg3d.build_networks, the `tiny` preset by default)
+at that camera, and the generator (built by presets.build_networks, the `tiny` preset by default)
 is fitted by Adam to
 
     L1(image, target) + raw_weight * L1(image_raw, target at the neural rendering resolution)
@@ -10,7 +10,7 @@ is fitted by Adam to
 
 where image, image_raw and image_depth are G.synthesis(G.mapping(z, frontal c), c) (the mapping
 is conditioned on the frontal camera, so that w depends on z alone). Snapshots are ordinary EG3D
-network pickles (G, D, G_ema; eg3d.save_network_pkl), with w_avg set to the mean mapped w, and
+network pickles (G, D, G_ema; presets.save_network_pkl), with w_avg set to the mean mapped w, and
 next to each a state file (`<out>.state.pt`, loadable with torch.load(weights_only=True)) with the
 step, the optimiser and the random number generators, so that a run resumes where it stopped.
 """
@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import cameras
-from . import eg3d as _eg3d
+from . import bridge, presets
 from . import heads
+from .catalog import HEADS_TRAINING
 from .errors import UserError
-from .io import atomic_path
+from .files import atomic_path
 
-DEFAULTS = dict(batch=4, lr=3e-3, depth_weight=2.0, raw_weight=1.0, yaw_max=cameras.FFHQ_YAW_MAX,
-                neural_rendering_resolution=None, snapshot_every=50)
+DEFAULTS = dict(HEADS_TRAINING, yaw_max=cameras.FFHQ_YAW_MAX, neural_rendering_resolution=None)
 W_AVG_SAMPLES = 10000
 # heads.render_heads settings of the training targets: as accurate as the 96-sample uniform
 # render against the sphere-traced surface, three times faster.
@@ -114,7 +114,7 @@ def save_snapshot(out, G, D, opt, step, gen, history, config):
     G.eval()
     with torch.random.fork_rng(devices=[]):
         set_w_avg(G)
-    _eg3d.save_network_pkl(out, G, D, training_set_kwargs=_training_set_kwargs(G, step))
+    presets.save_network_pkl(out, G, D, training_set_kwargs=_training_set_kwargs(G, step))
     state = dict(step=int(step), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(),
                  data_rng=gen.get_state(), history=[list(map(float, h)) for h in history], config=dict(config))
     if torch.cuda.is_available():
@@ -132,12 +132,12 @@ def _load_resume(out, device):
         state = torch.load(sp, map_location='cpu', weights_only=True)
     except Exception as e:
         raise UserError(f'--resume: cannot read {sp} ({type(e).__name__}: {str(e)[:100]})') from None
-    data = _eg3d.load_network_pkl(out)
+    data = bridge.load_network_pkl(out)
     pkl_step = (data.get('training_set_kwargs') or {}).get('heads_step')
     _check(pkl_step == state['step'], f'--resume: {out} is at step {pkl_step} but {sp} at step {state["step"]}; '
            'they belong to different snapshots')
-    G = _eg3d.rebuild_generator(data['G'])
-    _eg3d.prepare_generator(G)
+    G = bridge.rebuild_generator(data['G'])
+    bridge.prepare_generator(G)
     return G, data['D'], state
 
 
@@ -166,7 +166,7 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     out = Path(out)
     if not resume and (out.exists() or state_path(out).exists()):
         raise UserError(f'{out} already exists; pass --resume to continue that run, or choose another --out')
-    _eg3d.import_eg3d()
+    bridge.import_eg3d()
     config = dict(preset=preset, batch=batch, lr=lr, seed=seed, depth_weight=depth_weight, raw_weight=raw_weight,
                   yaw_max=yaw_max, neural_rendering_resolution=neural_rendering_resolution or 0, num_heads=num_heads or 0)
     gen = torch.Generator()
@@ -177,7 +177,7 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         seed, num_heads = state['config'].get('seed', seed), state['config'].get('num_heads', 0) or None
         config.update(seed=seed, num_heads=num_heads or 0)
     else:
-        G, D = _eg3d.build_networks(preset, seed=seed, w_avg_samples=0)
+        G, D = presets.build_networks(preset, seed=seed, w_avg_samples=0)
         state, step, history = None, 0, []
         gen.manual_seed(seed)
         torch.manual_seed(seed)
@@ -233,7 +233,7 @@ def preview_grid(G, z, yaws=(-0.6, 0.0, 0.6), pitch=0.0):
     """A uint8 HWC grid comparing truth and generator: per z, a row of heads.py renders then a
     row of G's images, at the given yaws; the last column is the depth at the first yaw (near =
     bright)."""
-    from .io import image_grid, to_uint8
+    from .images import image_grid, to_uint8
     device = next(G.parameters()).device
     z = torch.as_tensor(z, dtype=torch.float32, device=device)
     res = G.img_resolution

@@ -4,25 +4,24 @@ recognisable heads with known truth (each z's head parameters: heads.head_params
 
 import click
 
-from . import eg3d as eg3d_bridge
-from . import heads_training
+from .catalog import HEADS_TRAINING as DEFAULTS
 from .errors import UserError
-from .options import device_option, eg3d_option
+from .options import Command, device_option, eg3d_option
 
 
-@click.command('train-heads')
+@click.command('train-heads', cls=Command)
 @click.option('--out', 'out', required=True, metavar='PKL', help='Network pickle to write (and its PKL.state.pt)')
 @click.option('--steps', type=int, default=1000, show_default=True,
               help='Total training steps (a resumed run continues up to this count)')
-@click.option('--batch', type=int, default=heads_training.DEFAULTS['batch'], show_default=True, help='Heads per step')
-@click.option('--lr', type=float, default=heads_training.DEFAULTS['lr'], show_default=True, help='Adam learning rate')
-@click.option('--depth-weight', type=float, default=heads_training.DEFAULTS['depth_weight'], show_default=True,
+@click.option('--batch', type=int, default=DEFAULTS['batch'], show_default=True, help='Heads per step')
+@click.option('--lr', type=float, default=DEFAULTS['lr'], show_default=True, help='Adam learning rate')
+@click.option('--depth-weight', type=float, default=DEFAULTS['depth_weight'], show_default=True,
               help='Weight of the L1 depth loss')
-@click.option('--raw-weight', type=float, default=heads_training.DEFAULTS['raw_weight'], show_default=True,
+@click.option('--raw-weight', type=float, default=DEFAULTS['raw_weight'], show_default=True,
               help='Weight of the L1 loss on image_raw')
 @click.option('--nr-res', type=int, default=None, metavar='INT',
               help='Neural rendering resolution while training (lower is faster)  [default: the preset\'s, 64]')
-@click.option('--snap', type=int, default=heads_training.DEFAULTS['snapshot_every'], show_default=True,
+@click.option('--snap', type=int, default=DEFAULTS['snapshot_every'], show_default=True,
               help='Write a snapshot every this many steps')
 @click.option('--heads', 'num_heads', type=int, default=None, metavar='INT',
               help='Train on a fixed set of this many heads  [default: a fresh z every step]')
@@ -60,8 +59,9 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, n
         raise UserError(f'--heads {num_heads}: expected at least 1')
     if seed < 0:
         raise UserError(f'--seed {seed}: expected an integer >= 0')
-    dev = eg3d_bridge.get_device(device)
-    eg3d_bridge.import_eg3d(eg3d)
+    from . import bridge, devices, heads_training
+    dev = devices.get_device(device)
+    bridge.import_eg3d(eg3d)
     result = heads_training.train_heads(out, steps=steps, batch=batch, lr=lr, seed=seed, resume=resume, device=dev,
                                         depth_weight=depth_weight, raw_weight=raw_weight,
                                         neural_rendering_resolution=nr_res, snapshot_every=snap,

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from eg3d_regressor_plugin import heads
+from eg3d_regressor_plugin import bridge, heads
 from eg3d_regressor_plugin.errors import UserError
 
 from conftest import assert_one_line_error
@@ -140,7 +140,7 @@ FAST = dict(batch=1, neural_rendering_resolution=16, progress=False)
 @pytest.mark.eg3d
 def test_training_reduces_the_loss(eg3d_root, tmp_path):
     """A few steps on one head (at random cameras): the loss at a fixed camera drops."""
-    from eg3d_regressor_plugin import eg3d, heads_training as ht
+    from eg3d_regressor_plugin import bridge, heads_training as ht, presets
     z = ht.code_pool(1, 32, seed=0)
     c = _labels([0.1], [0.05])
     tgt = ht.targets(z, c, 128, 16)
@@ -148,7 +148,7 @@ def test_training_reduces_the_loss(eg3d_root, tmp_path):
     def loss(G):
         with torch.no_grad():
             return float(ht.losses(ht.synthesize(G, z, c, 16), tgt)['total'])
-    G0, _ = eg3d.build_networks('tiny', seed=0, w_avg_samples=0)
+    G0, _ = presets.build_networks('tiny', seed=0, w_avg_samples=0)
     before = loss(G0)
     result = ht.train_heads(tmp_path / 'h.pkl', steps=8, lr=3e-3, num_heads=1, **FAST)
     assert result['G'].neural_rendering_resolution == 64  # the preset's, not the training one
@@ -160,10 +160,10 @@ def test_training_reduces_the_loss(eg3d_root, tmp_path):
 @pytest.mark.eg3d
 def test_resume_continues_and_pickles_load(eg3d_root, tmp_path):
     import legacy
-    from eg3d_regressor_plugin import eg3d, heads_training as ht
+    from eg3d_regressor_plugin import heads_training as ht
     a, b = tmp_path / 'a.pkl', tmp_path / 'b.pkl'
     ht.train_heads(a, steps=2, snapshot_every=1, **FAST)
-    G2 = eg3d.load_generator(a)
+    G2 = bridge.load_generator(a)
     with pytest.raises(UserError, match='--resume'):
         ht.train_heads(a, steps=4, **FAST)
     ht.train_heads(a, steps=4, resume=True, snapshot_every=10, **FAST)
@@ -175,8 +175,8 @@ def test_resume_continues_and_pickles_load(eg3d_root, tmp_path):
     with open(a, 'rb') as f:
         data = legacy.load_network_pkl(f)  # EG3D's own loader
     assert {'G', 'D', 'G_ema'} <= set(data) and data['training_set_kwargs']['heads_step'] == 4
-    G4a, G4b = eg3d.load_generator(a), eg3d.load_generator(b)
-    assert eg3d.is_triplane_generator(G4a) and G4a.neural_rendering_resolution == 64
+    G4a, G4b = bridge.load_generator(a), bridge.load_generator(b)
+    assert bridge.is_triplane_generator(G4a) and G4a.neural_rendering_resolution == 64
     assert G4a.backbone.mapping.w_avg.abs().sum() > 0
     pa, pb, p2 = (dict(G.named_parameters()) for G in (G4a, G4b, G2))
     assert any(not torch.equal(pa[k], p2[k]) for k in pa)  # it went on training
@@ -200,7 +200,7 @@ def _cmd(*args):
     (['--batch', '0'], '--batch 0'),
     (['--lr', '-1'], '--lr -1'),
     (['--nr-res', '48'], '--nr-res 48'),
-    (['--device', 'tpu'], '--device tpu'),
+    (['--device', 'tpu'], "device 'tpu'"),
     (['--heads', '0'], '--heads 0'),
 ])
 def test_command_bad_values_are_one_line_errors(tmp_path, args, message):
