@@ -37,6 +37,9 @@ class WriteError(UserError):
         self.path, self.reason = Path(path), reason
         super().__init__(f'could not write {path}: {reason}; nothing was left half-written')
 
+    def __reduce__(self):  # picklable across processes despite the two-argument constructor
+        return WriteError, (self.path, self.reason)
+
 
 def _write_error(e):
     """The OSError `e` (possibly wrapped by a library in its __cause__/__context__ chain) that is a
