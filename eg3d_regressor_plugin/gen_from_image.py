@@ -134,7 +134,6 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
                 refine_optimizer=refine_optimizer if refine_steps else None)
     if clip is not None:
         from .video_gen import reconstruct_video
-        meta['smooth'] = smooth
         summaries = reconstruct_video(
             G, inverter, clip, outdir, align=not no_align, face_index=face_index, all_faces=all_faces, smooth=smooth,
             camera_path=camera_path, max_frames=max_frames, meta=meta, progress=progress,

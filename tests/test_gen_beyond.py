@@ -176,13 +176,13 @@ def test_bad_video_is_one_line(tmp_path, tiny_pkl, tiny_regressor, case):
 # Every face.
 
 def two_faces(path):
-    """The astronaut and a 0.6x copy side by side: two faces, the left one larger."""
+    """The astronaut and a 0.9x copy side by side: two faces, the left one larger."""
     import skimage.data
     a = PIL.Image.fromarray(skimage.data.astronaut())
-    small = a.resize((307, 307), PIL.Image.LANCZOS)
-    canvas = PIL.Image.new('RGB', (512 + 307, 512), (40, 40, 40))
+    small = a.resize((461, 461), PIL.Image.LANCZOS)
+    canvas = PIL.Image.new('RGB', (512 + 461, 512), (40, 40, 40))
     canvas.paste(a, (0, 0))
-    canvas.paste(small, (512, 100))
+    canvas.paste(small, (512, 30))
     canvas.save(path, quality=92)
     return path
 
@@ -237,7 +237,8 @@ def test_gen_mesh_reopens_with_colours(tmp_path, tiny_pkl, tiny_regressor, rende
     if fmt == '.obj':
         # trimesh reads the 'v x y z r g b' colours back as vertex colours
         assert mesh.visual.kind == 'vertex'
-    colours = np.asarray(mesh.visual.to_color().vertex_colors)
+    visual = mesh.visual.to_color() if mesh.visual.kind == 'texture' else mesh.visual
+    colours = np.asarray(visual.vertex_colors)
     assert colours.shape == (len(mesh.vertices), 4)
     assert len(np.unique(colours[:, :3], axis=0)) > 1  # really coloured, not one default grey
 
