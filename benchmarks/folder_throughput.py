@@ -71,6 +71,10 @@ def stages_alone(G, inverter, paths, outdir, align, okw):
 
 def measure(G, inverter, paths, work, align, workers, okw):
     row = dict(images=len(paths), align=align)
+    # Warm-up outside the timings: dlib's models (loaded once per process, then inherited by the
+    # forked readers) and the first render's one-off costs.
+    faces, _ = load_job(paths[0], align=align, size=G.img_resolution)
+    compute_outputs(G, faces[0][1], reconstruct(G, inverter, faces[0][1]), **okw)
     alone = stages_alone(G, inverter, paths, work / 'alone', align, okw)
     t0 = time.perf_counter()
     assert not reconstruct_files(G, inverter, paths, work / 'sequential', workers=0, align=align, output_kwargs=okw,

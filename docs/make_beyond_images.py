@@ -1,6 +1,6 @@
 """docs/images/video_strip.png and docs/images/mesh.png from real `gen` runs: a clip of the
 astronaut photo panned and zoomed (aligned per frame, smoothed), and a coloured .ply mesh drawn as
-its vertices projected orthographically (nearest last), each in its own colour.
+its triangles filled with their vertex colours, shaded, from the front and turned 45 degrees.
 
     EG3D_ROOT=... python docs/make_beyond_images.py --network G.pkl --regressor R.pt
 """
@@ -36,23 +36,30 @@ def clip(path, n):
     return path
 
 
-def mesh_picture(mesh_path, size=512):
+def mesh_picture(mesh_path, size=512, yaw_deg=30):
+    """The mesh's triangles filled with their vertices' mean colour, shaded by a light from the
+    viewer (Lambert), drawn far to near in an orthographic view turned by yaw_deg."""
+    import PIL.ImageDraw
     import trimesh
     mesh = trimesh.load(mesh_path, force='mesh', process=False)
-    v = np.asarray(mesh.vertices)
-    col = np.asarray(mesh.visual.vertex_colors)[:, :3]
-    # EG3D's frame: the face looks along +z; x right, y up. Orthographic, slight yaw for depth.
-    a = np.radians(25)
-    x = v[:, 0] * np.cos(a) + v[:, 2] * np.sin(a)
-    z = -v[:, 0] * np.sin(a) + v[:, 2] * np.cos(a)
-    y = v[:, 1]
-    lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
-    px = ((x - lo) / (hi - lo) * (size - 9) + 4).astype(int)
-    py = ((hi - y) / (hi - lo) * (size - 9) + 4).astype(int)
-    img = np.full((size, size, 3), 255, np.uint8)
-    for i in np.argsort(z):  # far first, near last
-        img[py[i] - 1:py[i] + 2, px[i] - 1:px[i] + 2] = col[i]
-    return img
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    f = np.asarray(mesh.faces)
+    col = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.float64)
+    a = np.radians(yaw_deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    p = (v - v.mean(0)) @ rot.T
+    normals = np.cross(p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    shade = 0.35 + 0.65 * np.abs(normals[:, 2])
+    half = np.abs(p[:, :2]).max() * 1.05
+    xy = np.stack([(p[:, 0] / half + 1) * size / 2, (1 - p[:, 1] / half) * size / 2], 1)
+    img = PIL.Image.new('RGB', (size, size), (255, 255, 255))
+    draw = PIL.ImageDraw.Draw(img)
+    depth = p[f, 2].mean(1)
+    for i in np.argsort(depth):  # far first (EG3D's camera looks along -z: +z is near)
+        c = tuple(int(x) for x in np.clip(col[f[i]].mean(0) * shade[i], 0, 255))
+        draw.polygon([tuple(xy[j]) for j in f[i]], fill=c)
+    return np.asarray(img)
 
 
 def main():
@@ -77,7 +84,9 @@ def main():
         PIL.Image.fromarray(frames[0][:, :frames[0].shape[1] // 3]).save(photo)
         run('--network', args.network, '--regressor', args.regressor, '--image', photo, '--no-align', '--views', 0,
             '--shapes', '--shape-res', 96, '--shape-format', '.ply', '--outdir', tmp / 'mesh', '--device', 'cpu')
-        PIL.Image.fromarray(mesh_picture(tmp / 'mesh' / 'astronaut' / 'shape.ply')).save(out_images / 'mesh.png')
+        mesh = tmp / 'mesh' / 'astronaut' / 'shape.ply'
+        PIL.Image.fromarray(np.concatenate([mesh_picture(mesh, yaw_deg=0), mesh_picture(mesh, yaw_deg=45)], 1)).save(
+            out_images / 'mesh.png')
     print('wrote', out_images / 'video_strip.png', out_images / 'mesh.png')
 
 

@@ -161,7 +161,7 @@ def reconstruct_files(G, inverter, paths, outdir, progress=None, workers=None, a
     writer = _Writer(threaded=workers > 0)
     errors = {}
     try:
-        for i in tqdm(range(len(paths)), desc='images', unit='img', disable=progress):
+        for i in tqdm(range(len(paths)), desc='images', unit='img', disable=None if progress is None else not progress):
             if writer.fatal is not None:
                 break
             loaded = loader.get(i)
