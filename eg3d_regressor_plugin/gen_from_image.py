@@ -104,6 +104,9 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
         require_extra('video')
         if pose != 'predicted':
             raise UserError('--pose applies to photos; a video input is rendered at each frame\'s predicted camera')
+        if shapes or video:
+            raise UserError(f'{"--shapes" if shapes else "--video"} applies to photos; a video input writes '
+                            'ws.npy, cs.npy, poses.json and side_by_side.mp4')
     elif max_frames is not None:
         raise UserError('--max-frames applies to a video input only')
     if camera_path is not None:
