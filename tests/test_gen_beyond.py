@@ -334,3 +334,27 @@ def test_full_disk_is_one_line_and_nothing_half_written(tmp_path, tiny_pkl, tiny
     assert f'could not write {out / "face1" / "w.npy"}: no space left on the device' in line
     assert sorted(p.name for p in out.iterdir()) == ['face0']  # complete, written before the disk filled up
     assert no_leftovers(out)
+
+
+def test_video_refinement_is_warm_started(tmp_path, tiny_pkl, tiny_regressor, clip, monkeypatch):
+    """--refine-steps on a clip: frame t's optimisation starts from frame t-1's refined w."""
+    pytest.importorskip('imageio_ffmpeg')
+    from eg3d_regressor_plugin import optimize
+    starts, ends = [], []
+    real = optimize.optimize_w
+
+    def spy(G, target, c, w_init, steps, **kwargs):
+        starts.append(w_init.detach().clone())
+        w, hist = real(G, target, c, w_init, steps, **kwargs)
+        ends.append(w.detach().clone())
+        return w, hist
+    monkeypatch.setattr(optimize, 'optimize_w', spy)
+    out = tmp_path / 'out'
+    ok(gen_inprocess('--network', tiny_pkl, '--regressor', tiny_regressor, '--image', clip[0], '--no-align',
+                     '--max-frames', 3, '--refine-steps', 1, '--refine-optimizer', 'adam', '--outdir', out))
+    assert len(starts) == 3
+    assert torch.equal(starts[1], ends[0]) and torch.equal(starts[2], ends[1])
+    ws = np.load(out / 'walk' / 'ws.npy')
+    assert ws.shape == (3, 14, 512) and np.array_equal(ws[2], ends[2][0].numpy())
+    info = json.loads((out / 'walk' / 'poses.json').read_text())
+    assert info['frames'] == 3 and len(info['refine_psnr']) == 3
