@@ -132,3 +132,37 @@ def path_labels(path, device='cpu'):
         labels.append(cameras.pose_to_label(cam['yaw'], cam['pitch'], radius=cam.get('radius', cameras.FFHQ_RADIUS),
                                             device=device, **lens))
     return torch.cat(labels) if labels else torch.zeros(0, 25, device=device)
+
+
+def path_around(spec, frames, c):
+    """parse_camera_path with the built-in paths centred on the pose of camera label c [1, 25]
+    (e.g. a reconstruction's predicted camera); a file's cameras are absolute, as always."""
+    yaw, pitch, _ = cameras.label_to_pose(torch.as_tensor(c).detach().cpu())
+    return parse_camera_path(spec, frames, offset=(float(yaw[0]), float(pitch[0])))
+
+
+def path_frames(G, ws, path, desc='video', progress=None):
+    """Render codes along a camera path (a list of cameras from parse_camera_path / path_around):
+    yields uint8 [H, W, 3] frames, EG3D's G.synthesis with noise_mode='const' and render.SEED.
+
+    ws [1 or F, num_ws, w_dim]: one code is shown at every camera of the path (len(path) frames);
+    F codes (an interpolation, an edit sweep) give F frames, frame i at camera
+    path[i * len(path) // F] (a path of F cameras pairs one to one; a shorter or longer path file
+    is stretched over the frames). This is the function gen, and later edit and interp, call for
+    --camera-path."""
+    from tqdm import tqdm
+    from . import render
+    from .images import to_uint8
+    if not len(path):
+        raise UserError('path has no cameras')
+    labels = path_labels(path, device=ws.device)
+    n = len(path) if len(ws) == 1 else len(ws)
+    for i in tqdm(range(n), desc=desc, unit='frame', leave=False, disable=None if progress is None else not progress):
+        w = ws[0 if len(ws) == 1 else i][None]
+        c = labels[i if len(ws) == 1 else i * len(path) // n][None]
+        yield to_uint8(render.render(G, w, c)['image'])[0]
+
+
+def path_views(path, n):
+    """n cameras spread evenly along a path (for a still strip of views): indices i * len(path) // n."""
+    return [path[i * len(path) // n] for i in range(n)]

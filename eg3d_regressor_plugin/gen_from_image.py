@@ -4,31 +4,39 @@ import sys
 
 import click
 
-from .options import (Command, align_options, device_option, eg3d_option, network_option, parse_pose, pose_option,
-                      refine_options, regressor_option, shape_options, video_options)
+from .options import (Command, align_options, all_faces_option, camera_path_option, device_option, eg3d_option,
+                      network_option, parse_pose, pose_option, refine_options, regressor_option, shape_options,
+                      video_input_options, video_options, workers_option)
 
 #----------------------------------------------------------------------------
 
 @click.command('gen', cls=Command)
 @network_option()
 @regressor_option()
-@click.option('--image', 'image_spec', required=True, metavar='PATH|DIR|GLOB', help='Image file, folder of images or glob pattern')
+@click.option('--image', 'image_spec', required=True, metavar='PATH|DIR|GLOB',
+              help='Image file, folder of images, glob pattern, or a video file (.mp4, .mov, .avi, .mkv, .webm, ...)')
 @click.option('--outdir', required=True, metavar='DIR', help='Where to write one folder per image')
 @align_options('the image')
+@all_faces_option
 @pose_option('Camera of reconstruction.png (radians for YAW,PITCH)')
 @click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi toward w_avg')
 @click.option('--views', type=click.IntRange(min=0), default=3, show_default=True, help='Novel views in views.png (0: none)')
 @shape_options('the shape (density volume or mesh)')
-@video_options('an orbit video orbit.mp4', orbit=False)
+@video_options('a video orbit.mp4 along --camera-path', orbit=False)
+@camera_path_option('orbit.mp4 and views.png (views spread along the path); for a video input, of the '
+                    'side-by-side video\'s novel view', show='orbit for orbit.mp4, a yaw strip for views.png, a fixed '
+                    'view for a video input')
+@video_input_options
+@workers_option
 @refine_options('Optimise w for N steps (renders) from the prediction; the refined w becomes the main output')
 @click.option('--perceptual', default=None, metavar='lpips|VGG16',
               help='Perceptual term for the refinement: "lpips" or a path/URL to StyleGAN\'s vgg16.pt  [default: none]')
 @click.option('--reload-modules', is_flag=True, help='Rebuild the generator from the checkout\'s code')
 @eg3d_option
 @device_option
-def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, pose_spec, truncation_psi, views,
-        shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, refine_steps, refine_optimizer, refine_lr, perceptual,
-        reload_modules, eg3d, device):
+def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, all_faces, pose_spec, truncation_psi,
+        views, shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, camera_path, smooth,
+        max_frames, workers, refine_steps, refine_optimizer, refine_lr, perceptual, reload_modules, eg3d, device):
     """Reconstruct faces in 3D from images: regress EG3D's w and the camera pose, then render.
 
     For each image, writes OUTDIR/<image name>/: input.png (the aligned crop), reconstruction.png
@@ -45,8 +53,25 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
     the regressor's own prediction is kept as w_regressor.npy and reconstruction_regressor.png,
     comparison.png shows input | regressor | refined, and refine.json the PSNR of every step.
 
+    --all-faces writes one folder per detected face, NAME_face0, NAME_face1, ... (most confident /
+    largest first, the order --face-index counts in). --camera-path orbit|yaw|pitch|FILE.json sets
+    the cameras of orbit.mp4 and of views.png.
+
+    A video file as --image (any clip imageio/ffmpeg reads) gives OUTDIR/<clip name>/: ws.npy
+    float32 (N, 14, 512) and cs.npy (N, 25) for the N frames, ws_regressor.npy (before smoothing),
+    poses.json (per-frame pose, the bridged frames without a face, flicker figures) and
+    side_by_side.mp4 (input crop | reconstruction at the frame's camera | a novel view). The face
+    is tracked and its landmarks smoothed; w and the pose are smoothed over time with a Gaussian of
+    sigma --smooth frames (0: off); --refine-steps refines each frame warm-started from the
+    previous frame's refined w. Frames without the face are bridged from their neighbours and
+    listed.
+
+    A folder is read and aligned by --workers processes while the main process regresses and
+    renders and a thread writes; the files are the same as one image after another.
+
     A bad image is named in the summary and the others are still written; the exit status is then
-    non-zero. Each image's folder appears only once it is complete.
+    non-zero. Each image's folder appears only once it is complete. A disk that fills up ends the
+    run with one line naming the file that could not be written; nothing is left half-written.
 
     Examples:
 
@@ -64,11 +89,32 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
     from .errors import UserError, require_extra
     from .files import check_outdir
     from .images import list_images
+    from .video_input import is_video
     pose = parse_pose(pose_spec)
     paths = list_images(image_spec)
     check_outdir(outdir, '--outdir')
-    if not no_align:
+    clip = paths[0] if len(paths) == 1 and is_video(paths[0]) else None
+    if all_faces and no_align:
+        raise UserError('--all-faces needs face detection: it cannot be combined with --no-align')
+    if all_faces and face_index is not None:
+        raise UserError('--all-faces and --face-index exclude each other: --all-faces already writes every face')
+    if not no_align or all_faces:
         require_extra('align')
+    if clip is not None:
+        require_extra('video')
+        if pose != 'predicted':
+            raise UserError('--pose applies to photos; a video input is rendered at each frame\'s predicted camera')
+        if shapes or video:
+            raise UserError(f'{"--shapes" if shapes else "--video"} applies to photos; a video input writes '
+                            'ws.npy, cs.npy, poses.json and side_by_side.mp4')
+    elif max_frames is not None:
+        raise UserError('--max-frames applies to a video input only')
+    if camera_path is not None:
+        from .camera_paths import parse_camera_path
+        try:
+            parse_camera_path(camera_path, video_frames)
+        except UserError as e:
+            raise UserError(f'--camera-path: {e}') from None
     if video:
         require_extra('video')
     if shapes and decimate:
@@ -89,13 +135,26 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, p
     meta = dict(network=str(network_pkl), regressor=str(regressor_path), pose_option=pose_spec,
                 truncation_psi=truncation_psi, refine_steps=refine_steps,
                 refine_optimizer=refine_optimizer if refine_steps else None)
+    if clip is not None:
+        from .video_gen import reconstruct_video
+        summaries = reconstruct_video(
+            G, inverter, clip, outdir, align=not no_align, face_index=face_index, all_faces=all_faces, smooth=smooth,
+            camera_path=camera_path, max_frames=max_frames, meta=meta, progress=progress,
+            echo=lambda m: click.echo(m, err=True), truncation_psi=truncation_psi, refine_steps=refine_steps,
+            refine_lr=refine_lr, refine_optimizer=refine_optimizer, perceptual=perceptual)
+        for s in summaries:
+            f = s['flicker']
+            click.echo(f'{s["frames"]} frames of {clip.name} reconstructed in {s["folder"]} (flicker of w '
+                       f'{f["w_regressor"]:.4g} -> {f["w"]:.4g} smoothed)')
+        return
     failures = reconstruct_files(
-        G, inverter, paths, outdir, align=not no_align, face_index=face_index, meta=meta,
+        G, inverter, paths, outdir, align=not no_align, face_index=face_index, all_faces=all_faces,
+        workers=workers, meta=meta,
         reconstruct_kwargs=dict(pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps, refine_lr=refine_lr,
                                 perceptual=perceptual, refine_optimizer=refine_optimizer, progress=progress),
         output_kwargs=dict(views=views, shapes=shapes, shape_res=shape_res, shape_format=shape_format,
                            mesh_clean=mesh_clean, decimate=decimate, video=video,
-                           video_frames=video_frames, fps=fps, progress=progress))
+                           video_frames=video_frames, fps=fps, camera_path=camera_path, progress=progress))
     ok = len(paths) - len(failures)
     click.echo(f'{ok} of {len(paths)} image{"s" if len(paths) > 1 else ""} reconstructed in {outdir}')
     if failures:

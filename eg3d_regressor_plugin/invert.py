@@ -3,28 +3,14 @@ EG3D's latent code (and, optionally, a refined one), shared by gen, eval, interp
 benchmarks."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import cameras
 from .cudagraph import GraphedCall
-from .images import load_image, to_tensor
-
-
-def load_input(path, align=True, face_index=None, size=512):
-    """An input image as uint8 [size,size,3]: EG3D's in-the-wild crop when `align` (needs the
-    "align" extra), else the image itself resized (for inputs that are already EG3D-style crops)."""
-    img = load_image(path)
-    info = {}
-    if align:
-        from .align import align_face
-        img, info = align_face(img, face_index=face_index, output_size=size, name=Path(path).name)
-    elif img.shape[0] != size or img.shape[1] != size:
-        import PIL.Image
-        img = np.asarray(PIL.Image.fromarray(img).resize((size, size), PIL.Image.LANCZOS))
-    return img, info
+from .images import to_tensor
+from .inputs import load_input  # noqa: F401  (re-exported: gen, eval, edit and interp import it from here)
 
 
 class Inverter:

@@ -21,7 +21,7 @@ import torch
 
 from . import render
 from .catalog import SHAPE_FORMATS
-from .errors import UserError, require_extra
+from .errors import EXTRAS, UserError, extra_available, require_extra
 from .files import atomic_path
 
 MESH_FORMATS = ('.ply', '.obj', '.glb')
@@ -106,6 +106,9 @@ def largest_component(mesh):
 def decimate_mesh(mesh, face_count):
     """Quadric decimation to about face_count faces (fast-simplification, an optional package).
     Vertex colours are carried over from the nearest vertex of the input mesh."""
+    if not extra_available('mesh'):  # the same check as gen's, before any work
+        pkgs = ' '.join(p for _, p in EXTRAS['mesh'])
+        raise UserError(f'decimating a mesh needs the "mesh" extra; install it with: pip install {pkgs}')
     require_extra('mesh')
     import trimesh
     out = mesh.simplify_quadric_decimation(face_count=int(face_count))

@@ -188,3 +188,39 @@ def sampling_options(f):
                      help='Pose the mapping network is conditioned on')(f)
     return click.option('--trunc-range', default='0.5,1.0', show_default=True,
                         help='Truncation psi range of the pairs: LO,HI (or one value)')(f)
+
+
+CAMERA_PATH_HELP = ('orbit (EG3D\'s elliptic sweep), yaw (left-right), pitch (up-down), each one full period '
+                    'around the face\'s pose, or a JSON file of cameras [{"yaw": rad, "pitch": rad, "radius": 2.7, '
+                    '"fov": deg}, ...] (see camera_paths.py)')
+
+
+def camera_path_option(what='the video', default=None, show=None):
+    """--camera-path orbit|yaw|pitch|FILE.json: the cameras of `what` (camera_paths.parse_camera_path),
+    shared by gen, edit and interp. The value stays a string (or None = the command's default);
+    commands check it with camera_paths.parse_camera_path before loading the network."""
+    return click.option('--camera-path', 'camera_path', default=default, metavar='orbit|yaw|pitch|FILE.json',
+                        help=f'Cameras of {what}: {CAMERA_PATH_HELP}' + (f'  [default: {show}]' if show else ''))
+
+
+def all_faces_option(f):
+    """--all-faces: one output per detected face (NAME_face0, NAME_face1, ... in detection order)."""
+    return click.option('--all-faces', is_flag=True,
+                        help='Reconstruct every face: one folder each, NAME_face0, NAME_face1, ... (the most '
+                             'confident / largest first, as --face-index counts)')(f)
+
+
+def video_input_options(f):
+    """--smooth and --max-frames, for commands that read a video clip (video_gen.py)."""
+    f = click.option('--max-frames', type=click.IntRange(min=1), default=None, metavar='N',
+                     help='Only the first N frames of a video input  [default: all]')(f)
+    return click.option('--smooth', type=click.FloatRange(min=0), default=1.0, show_default=True, metavar='S',
+                        help='Video input: smooth w and the pose over time with a Gaussian of sigma S frames '
+                             '(0: off)')(f)
+
+
+def workers_option(f):
+    """--workers: reader processes of a folder of inputs (pipeline.py)."""
+    return click.option('--workers', type=click.IntRange(min=0), default=None, metavar='N',
+                        help='Folder input: N processes read and align images while the main process renders '
+                             'and a thread writes (0: one image after another)  [default: up to 4]')(f)
