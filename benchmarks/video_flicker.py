@@ -22,7 +22,7 @@ import common
 from eg3d_regressor_plugin import cameras, render
 from eg3d_regressor_plugin import video_input as vi
 from eg3d_regressor_plugin.invert import Inverter
-from eg3d_regressor_plugin.video_gen import image_flicker, regress_sequence
+from eg3d_regressor_plugin.video_gen import image_flicker, regress_sequence, synthetic_clip
 
 sys.path.insert(0, str(common.REPO / 'tests'))
 
@@ -34,7 +34,6 @@ def main():
     args = ap.parse_args()
     G, _ = common.generator(eg3d=args.eg3d)
     from conftest import make_tiny_regressor
-    from test_gen_beyond import synthetic_clip
     path = common.CACHE / f'tiny-regressor-30steps-{common.fingerprint.generator_fingerprint(G)["w_avg_sha"]}.pt'
     if not path.is_file():
         make_tiny_regressor(G, path)

@@ -207,3 +207,17 @@ def _ranges(ts):
             parts.append(f'{start}' if start == t else f'{start}-{t}')
             start = None
     return ('frame ' if len(ts) == 1 else 'frames ') + ', '.join(parts)
+
+
+def synthetic_clip(G, n=16, seed=7):
+    """A clip with known truth, for measuring flicker: EG3D renders along a smooth latent path (w lerped between two codes) and a smooth pose path
+    (yaw 0.3 sin, pitch 0.1 cos over the clip). Returns (frames, true ws [n,14,512], poses [n,2])."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, G.z_dim, generator=g)
+    with torch.no_grad():
+        wa, wb = G.mapping(z, cameras.frontal_label(2), truncation_psi=0.7)
+    t = torch.linspace(0, 1, n)
+    ws = torch.stack([wa + (wb - wa) * ti for ti in t])
+    poses = torch.stack([0.3 * torch.sin(np.pi * t), 0.1 * torch.cos(np.pi * t)], 1)
+    frames = [render.render_image(G, w[None], cameras.pose_to_label(p[0], p[1]))[0] for w, p in zip(ws, poses)]
+    return frames, ws.numpy(), poses.numpy()

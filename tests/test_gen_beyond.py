@@ -11,6 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from eg3d_regressor_plugin.video_gen import synthetic_clip
+
 pytestmark = pytest.mark.eg3d
 
 RES = 128  # the tiny preset's image resolution
@@ -59,24 +61,9 @@ def write_mp4(path, frames, fps=10):
     return path
 
 
-def synthetic_clip(G, n=N, seed=7):
-    """EG3D renders along a smooth latent path (w lerped between two codes) and a smooth pose path
-    (yaw 0.3 sin, pitch 0.1 cos over the clip). Returns (frames, true ws [n,14,512], poses [n,2])."""
-    from eg3d_regressor_plugin import cameras, render
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(2, G.z_dim, generator=g)
-    with torch.no_grad():
-        wa, wb = G.mapping(z, cameras.frontal_label(2), truncation_psi=0.7)
-    t = torch.linspace(0, 1, n)
-    ws = torch.stack([wa + (wb - wa) * ti for ti in t])
-    poses = torch.stack([0.3 * torch.sin(np.pi * t), 0.1 * torch.cos(np.pi * t)], 1)
-    frames = [render.render_image(G, w[None], cameras.pose_to_label(p[0], p[1]))[0] for w, p in zip(ws, poses)]
-    return frames, ws.numpy(), poses.numpy()
-
-
 @pytest.fixture(scope='module')
 def clip(tmp_path_factory, tiny_G):
-    frames, ws, poses = synthetic_clip(tiny_G)
+    frames, ws, poses = synthetic_clip(tiny_G, n=N)
     return write_mp4(tmp_path_factory.mktemp('clip') / 'walk.mp4', frames), ws, poses
 
 
