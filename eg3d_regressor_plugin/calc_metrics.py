@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .options import Command, align_options, device_option, eg3d_option, network_option, parse_range, \
-    refine_options, regressor_option
+    refine_options, regressor_option, tune_options
 
 DEFAULT_SEEDS = '1000-1063'
 
@@ -22,6 +22,7 @@ DEFAULT_SEEDS = '1000-1063'
 @click.option('--outdir', default=None, metavar='DIR',
               help='Where to write metrics.json, metrics.csv, grid.png  [default: beside the regressor, eval-<name>]')
 @refine_options('Also measure w refined by N optimisation steps')
+@tune_options
 @click.option('--identity', default='dlib', show_default=True, metavar='dlib|ARCFACE.pth|none',
               help='Identity network for id_sim: dlib\'s face-recognition ResNet (the "align" extra) or an '
                    'ArcFace IR-SE50 checkpoint')
@@ -30,7 +31,7 @@ DEFAULT_SEEDS = '1000-1063'
 @eg3d_option
 @device_option
 def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outdir, face_index, refine_steps,
-                 refine_optimizer, refine_lr, identity, grid_rows, reload_modules, eg3d, device):
+                 refine_optimizer, refine_lr, tune_steps, tune_lr, identity, grid_rows, reload_modules, eg3d, device):
     """Evaluate a regressor against the mean-w baseline.
 
     \b
@@ -78,7 +79,8 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     inverter = Inverter(G, regressor_path, device=device)
     w_std = inverter.predictor.w_stats['scale']
 
-    refine = dict(refine_steps=refine_steps, refine_optimizer=refine_optimizer, refine_lr=refine_lr)
+    refine = dict(refine_steps=refine_steps, refine_optimizer=refine_optimizer, refine_lr=refine_lr,
+                  tune_steps=tune_steps, tune_lr=tune_lr)
     rows, grid, failures, report = [], [], [], {}
     if seed_list:
         r, g = evaluate_synthetic(G, inverter, seed_list, refine, w_std, grid_rows, scorer)
@@ -98,9 +100,10 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     outdir.mkdir(parents=True, exist_ok=True)
     report = dict(network=str(network_pkl), regressor=str(regressor_path), device=str(device),
                   refine_steps=refine_steps, refine_optimizer=refine_optimizer if refine_steps else None,
+                  tune_steps=tune_steps,
                   baseline='w_avg (in every W+ level) at the same camera; '
                   'frontal pose for the pose error', columns='grid.png: input | regressor | baseline'
-                  + (' | refined' if refine_steps else ''), **report)
+                  + (' | refined' if refine_steps else '') + (' | tuned' if tune_steps else ''), **report)
     write_json(outdir / 'metrics.json', report)
     write_csv(outdir / 'metrics.csv', rows)
     if grid:

@@ -13,6 +13,8 @@ from .options import (Command, align_options, device_option, eg3d_option, layers
 @network_option(help='EG3D network pickle')
 @click.option('--image', 'image', metavar='FILE', help='Face image to edit (needs --regressor)')
 @click.option('--w', 'w_path', metavar='NPY', help='Latent code to edit: [1,14,512] (gen\'s w.npy) or [1,512]')
+@click.option('--tuned', 'tuned_path', metavar='PT', help='A tuned face (gen --tune-steps\'s tuned.pt): edit it with its '
+              'tuned generator, loaded onto --network')
 @regressor_option(required=False, help='Regressor checkpoint for --image')
 @click.option('--boundary', 'boundary_path', required=True, metavar='NPY', help='Boundary from `eg3d-regress boundary` or InterFaceGAN/EG3D ([1,512], [1,7168], [1,14,512])')
 @click.option('--alphas', default='-3:3:7', show_default=True, metavar='START:STOP:COUNT|A,B,..',
@@ -25,7 +27,7 @@ from .options import (Command, align_options, device_option, eg3d_option, layers
 @click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
 @eg3d_option
 @device_option
-def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, layers, pose_spec, no_align, face_index,
+def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, alphas, layers, pose_spec, no_align, face_index,
          shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit, outdir, eg3d, device):
     """Move a face along a semantic boundary (InterFaceGAN) and render every step in 3D.
 
@@ -53,21 +55,24 @@ def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, laye
 
     from . import boundaries, bridge, devices, sequences
     from . import latent_interp as li
-    from .errors import UserError, require_extra
+    from .errors import UserError, check_file, require_extra
     from .files import atomic_dir, check_outdir
     from .sources import Sources, is_code
 
     # Checks that need no network first: a mistake costs nothing and writes nothing.
-    if (image is None) == (w_path is None):
-        raise UserError('give exactly one of --image FILE (with --regressor) or --w NPY')
-    spec = image if image is not None else w_path
+    if sum(v is not None for v in (image, w_path, tuned_path)) != 1:
+        raise UserError('give exactly one of --image FILE (with --regressor), --w NPY or --tuned PT')
+    spec = image or w_path or tuned_path
     if image is not None and is_code(image):
         raise UserError(f'--image {image} is a .npy file; use --w for latent codes')
     if w_path is not None and not is_code(w_path):
         raise UserError(f'--w {w_path}: expected a .npy latent code')
     alpha_list = parse_floats(alphas, '--alphas')
     pose = parse_pose(pose_spec)
-    Sources.check([spec], regressor_path, not no_align)
+    if tuned_path is None:
+        Sources.check([spec], regressor_path, not no_align)
+    else:
+        check_file(tuned_path, 'tuned-face file (--tuned)')
     boundaries.load_boundary(boundary_path)
     if video:
         require_extra('video')
@@ -78,7 +83,15 @@ def edit(network_pkl, image, w_path, regressor_path, boundary_path, alphas, laye
     num_ws, w_dim = int(G.backbone.num_ws), int(G.w_dim)
     boundary, meta = boundaries.load_boundary(boundary_path, G=G)
     level_list = li.parse_layers(layers if layers is not None else meta.get('layers'), num_ws)
-    src = Sources(G, regressor_path, pose=pose, align=not no_align, face_index=face_index, device=device)(spec)
+    sources = Sources(G, regressor_path, pose=pose, align=not no_align, face_index=face_index, device=device)
+    if tuned_path is not None:  # the tuned generator renders the edits (PTI: it stays editable near its pivot)
+        from .cameras import label_to_pose
+        from .tuning import load_tuned
+        G, w_t, c_t, _ = load_tuned(tuned_path, G)
+        yaw, pitch, _ = label_to_pose(c_t.cpu())
+        src = sources.face(w_t, c_t, float(yaw[0]), float(pitch[0]), tuned_path)
+    else:
+        src = sources(spec)
     w0 = src['w']
     ws = li.edit(w0[0], boundary, alpha_list, layers=level_list)
     tags = [sequences.alpha_tag(i, a) for i, a in enumerate(alpha_list)]

@@ -57,6 +57,9 @@ def _measure(G, inverter, img, refine, w_avg, row, identity=None):
         images['_refined'] = render_image(G, rec['w'], rec['c_pred'])[0]
         codes['_refined'] = rec['w']
         row['refine_s'] = rec['seconds']['refine']
+    if rec['G'] is not None:  # the tuned generator at the final w (its latent errors are the refined ones)
+        images['_tuned'] = render_image(rec['G'], rec['w'], rec['c_pred'])[0]
+        row['tune_s'] = rec['seconds']['tune']
     for suffix, im in images.items():
         row['psnr' + suffix] = M.psnr(img, im)
         row['ssim' + suffix] = M.ssim(img, im)
@@ -67,7 +70,7 @@ def _measure(G, inverter, img, refine, w_avg, row, identity=None):
 
 
 def _grid_row(img, images):
-    return [img] + [images[k] for k in ('', '_baseline', '_refined') if k in images]
+    return [img] + [images[k] for k in ('', '_baseline', '_refined', '_tuned') if k in images]
 
 
 def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8, identity=None):
@@ -145,12 +148,12 @@ def summarise(rows):
 
 def table(summary):
     """Lines 'metric  regressor  baseline  [refined]' for the printed report."""
-    metrics = [k for k in summary if not k.endswith(('_baseline', '_refined'))]
-    refined = any(k.endswith('_refined') for k in summary)
-    head = f'{"metric":<16}{"regressor":>12}{"baseline":>12}' + (f'{"refined":>12}' if refined else '')
+    extra = [s for s in ('_refined', '_tuned') if any(k.endswith(s) for k in summary)]
+    metrics = [k for k in summary if not k.endswith(('_baseline', '_refined', '_tuned'))]
+    head = f'{"metric":<16}{"regressor":>12}{"baseline":>12}' + ''.join(f'{s[1:]:>12}' for s in extra)
     lines = [head]
     for k in metrics:
-        cells = [summary.get(k + s, {}).get('mean') for s in ('', '_baseline') + (('_refined',) if refined else ())]
+        cells = [summary.get(k + s, {}).get('mean') for s in ['', '_baseline'] + extra]
         lines.append(f'{k:<16}' + ''.join(f'{"-" if v is None else f"{v:.4g}":>12}' for v in cells))
     return lines
 

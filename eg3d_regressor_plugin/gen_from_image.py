@@ -6,7 +6,7 @@ import click
 
 from .options import (Command, align_options, all_faces_option, camera_path_option, device_option, eg3d_option,
                       network_option, parse_pose, pose_option, refine_options, regressor_option, shape_options,
-                      video_input_options, video_options, workers_option)
+                      tune_options, video_input_options, video_options, workers_option)
 
 #----------------------------------------------------------------------------
 
@@ -29,6 +29,7 @@ from .options import (Command, align_options, all_faces_option, camera_path_opti
 @video_input_options
 @workers_option
 @refine_options('Optimise w for N steps (renders) from the prediction; the refined w becomes the main output')
+@tune_options
 @click.option('--perceptual', default=None, metavar='lpips|VGG16',
               help='Perceptual term for the refinement: "lpips" or a path/URL to StyleGAN\'s vgg16.pt  [default: none]')
 @click.option('--reload-modules', is_flag=True, help='Rebuild the generator from the checkout\'s code')
@@ -36,7 +37,8 @@ from .options import (Command, align_options, all_faces_option, camera_path_opti
 @device_option
 def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, all_faces, pose_spec, truncation_psi,
         views, shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, camera_path, smooth,
-        max_frames, workers, refine_steps, refine_optimizer, refine_lr, perceptual, reload_modules, eg3d, device):
+        max_frames, workers, refine_steps, refine_optimizer, refine_lr, tune_steps, tune_lr, perceptual, reload_modules, eg3d,
+        device):
     """Reconstruct faces in 3D from images: regress EG3D's w and the camera pose, then render.
 
     For each image, writes OUTDIR/<image name>/: input.png (the aligned crop), reconstruction.png
@@ -68,6 +70,13 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
 
     A folder is read and aligned by --workers processes while the main process regresses and
     renders and a thread writes; the files are the same as one image after another.
+
+    With --tune-steps N the generator itself is fine-tuned around the final w at the predicted
+    camera (pivotal tuning, PTI's losses: pixel, perceptual with --perceptual, and a locality
+    regulariser): every output comes from the tuned generator, comparison.png adds the render
+    before tuning, tune.json holds the PSNR of every step and tuned.pt only what tuning changed
+    (low-rank deltas, w and c; a few percent of a network pickle). `edit --tuned` and
+    `interp --tuned` load it back onto the same network pickle.
 
     A bad image is named in the summary and the others are still written; the exit status is then
     non-zero. Each image's folder appears only once it is complete. A disk that fills up ends the
@@ -119,8 +128,10 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
         require_extra('video')
     if shapes and decimate:
         require_extra('mesh')
-    if perceptual and not refine_steps:
-        raise UserError('--perceptual only applies to --refine-steps; set a number of steps')
+    if perceptual and not (refine_steps or tune_steps):
+        raise UserError('--perceptual only applies to --refine-steps and --tune-steps; set a number of steps')
+    if tune_steps and clip is not None:
+        raise UserError('--tune-steps applies to photos; a video input is not tuned')
     from . import bridge, devices
     from .invert import Inverter
     from .pipeline import reconstruct_files
@@ -134,7 +145,7 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
     progress = sys.stderr.isatty()
     meta = dict(network=str(network_pkl), regressor=str(regressor_path), pose_option=pose_spec,
                 truncation_psi=truncation_psi, refine_steps=refine_steps,
-                refine_optimizer=refine_optimizer if refine_steps else None)
+                refine_optimizer=refine_optimizer if refine_steps else None, tune_steps=tune_steps)
     if clip is not None:
         from .video_gen import reconstruct_video
         summaries = reconstruct_video(
@@ -151,7 +162,8 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
         G, inverter, paths, outdir, align=not no_align, face_index=face_index, all_faces=all_faces,
         workers=workers, meta=meta,
         reconstruct_kwargs=dict(pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps, refine_lr=refine_lr,
-                                perceptual=perceptual, refine_optimizer=refine_optimizer, progress=progress),
+                                perceptual=perceptual, refine_optimizer=refine_optimizer, tune_steps=tune_steps,
+                                tune_lr=tune_lr, progress=progress),
         output_kwargs=dict(views=views, shapes=shapes, shape_res=shape_res, shape_format=shape_format,
                            mesh_clean=mesh_clean, decimate=decimate, video=video,
                            video_frames=video_frames, fps=fps, camera_path=camera_path, progress=progress))

@@ -55,11 +55,12 @@ def truncate(G, w, psi):
 
 
 def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_steps=0, refine_lr=0.01,
-                perceptual=None, refine_optimizer='lbfgs', progress=False):
+                perceptual=None, refine_optimizer='lbfgs', tune_steps=0, tune_lr=None, progress=False):
     """One aligned image (uint8 [R,R,3], R = G.img_resolution) -> dict of tensors and timings:
     w_regressor, w (final: refined when refine_steps > 0), yaw, pitch (predicted), c_pred (the
     predicted camera, where the refinement compares with the input), c (the camera to render at),
-    history (refinement), seconds."""
+    history (refinement), seconds; with tune_steps > 0 also G (a copy of G tuned around the final
+    w at c_pred: pivotal tuning, tuning.py) and tune_history, else G is None."""
     t0 = time.perf_counter()
     with torch.no_grad():
         inv = inverter(img, pose=pose)
@@ -75,5 +76,15 @@ def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_s
                                                     perceptual=perceptual, progress=progress,
                                                     desc='refine', optimizer=refine_optimizer)
         seconds['refine'] = time.perf_counter() - t0
+    result['G'] = result['tune_history'] = None
+    if tune_steps:
+        from . import tuning
+        t0 = time.perf_counter()
+        history = []
+        result['G'] = tuning.tune_generator(G, img, c_pred, result['w'], tune_steps, lr=tune_lr or tuning.PTI_LR,
+                                            perceptual=perceptual, progress=progress,
+                                            callback=lambda step, record: history.append(record))
+        result['tune_history'] = history
+        seconds['tune'] = time.perf_counter() - t0
     result['seconds'] = seconds
     return result

@@ -112,6 +112,15 @@ def video_options(what, orbit=True):
     return deco
 
 
+def tune_options(f):
+    """--tune-steps, --tune-lr: pivotal tuning of the generator around the final w (tuning.py)."""
+    f = click.option('--tune-lr', type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True,
+                     help='Learning rate of the tuning (PTI\'s)')(f)
+    return click.option('--tune-steps', type=click.IntRange(min=0), default=0, show_default=True,
+                        help='Pivotal tuning: fine-tune the generator around the final w for N steps; every output '
+                             'comes from the tuned generator, and tuned.pt holds what changed')(f)
+
+
 def refine_options(help_steps):
     """--refine-steps, --refine-optimizer, --refine-lr: W+ optimisation after the regressor (optimize.py),
     for gen and eval."""

@@ -61,15 +61,23 @@ def compute_outputs(G, img, rec, views=3, shapes=False, shape_res=256, shape_for
     t0 = time.perf_counter()
     items = []
     w, c = rec['w'], rec['c']
+    G_base = G
+    if rec.get('G') is not None:  # pivotal tuning: every output comes from the tuned generator
+        G = rec['G']
+        steps = len(rec['tune_history']) - 1
+        items += [FileItem('tuned.pt', 'tuned', (G_base, G, w, rec['c_pred'], dict(meta or {}, tune_steps=steps))),
+                  FileItem('tune.json', 'json', dict(steps=steps, history=rec['tune_history']))]
     recon, out = render.render_image(G, w, c)
     items += [FileItem('input.png', 'image', img), FileItem('reconstruction.png', 'image', recon)]
     panels = [img, recon]
+    if rec.get('G') is not None:
+        panels.insert(1, render.render_image(G_base, w, c)[0])  # before tuning
     if rec['history'] is not None:
-        recon_reg, _ = render.render_image(G, rec['w_regressor'], c)
+        recon_reg, _ = render.render_image(G_base, rec['w_regressor'], c)
         items += [FileItem('reconstruction_regressor.png', 'image', recon_reg),
                   FileItem('w_regressor.npy', 'npy', _npy(rec['w_regressor'])),
                   FileItem('refine.json', 'json', dict(steps=len(rec['history']) - 1, history=rec['history']))]
-        panels = [img, recon_reg, recon]
+        panels = [img, recon_reg] + panels[1:]
     items.append(FileItem('comparison.png', 'image', np.concatenate(panels, axis=1)))
     items += [FileItem('w.npy', 'npy', _npy(w)), FileItem('c.npy', 'npy', _npy(c))]
     depth = out['image_depth']
@@ -121,6 +129,10 @@ def write_item(folder, item):
         save_mesh(p, item.data)
     elif item.kind == 'mrc':
         render.save_mrc(p, item.data)
+    elif item.kind == 'tuned':
+        from .tuning import save_tuned
+        G_base, G_tuned, w, c, meta = item.data
+        save_tuned(p, G_base, G_tuned, w, c, meta=meta)
     elif item.kind == 'video':
         frames, fps = item.data
         render.write_video(p, frames, fps=fps)

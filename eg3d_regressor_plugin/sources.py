@@ -88,5 +88,9 @@ class Sources:
 
     def __call__(self, spec):
         w, c, yaw, pitch = self._code(spec) if is_code(spec) else self._image(spec)
+        return self.face(w, c, yaw, pitch, spec)
+
+    def face(self, w, c, yaw, pitch, source):
+        """The face dict of a code w with its own camera c (yaw, pitch), at the camera `pose` asks for."""
         c, yaw, pitch = self._camera(yaw, pitch, c)
-        return dict(w=w.float(), c=c.float(), yaw=float(yaw), pitch=float(pitch), source=str(spec))
+        return dict(w=w.float(), c=c.float(), yaw=float(yaw), pitch=float(pitch), source=str(source))

@@ -216,3 +216,68 @@ def test_pti_baseline_stages(tiny_G, face):
     assert all(b['seconds'] >= a['seconds'] for a, b in zip(records, records[1:]))
     assert w.shape == face['w'].shape
     assert records[-1]['psnr'] > records[2]['psnr']
+
+
+#----------------------------------------------------------------------------
+# The commands: gen --tune-steps writes the per-face file, edit --tuned renders edits with it.
+
+def _cli(command, *args):
+    from click.testing import CliRunner
+    return CliRunner().invoke(command, [str(a) for a in args] + ['--device', 'cpu'])
+
+
+@pytest.fixture(scope='module')
+def tuned_face(tmp_path_factory, tiny_G, tiny_pkl, tiny_regressor, face):
+    from eg3d_regressor_plugin.files import save_image
+    from eg3d_regressor_plugin.gen_from_image import gen
+    folder = tmp_path_factory.mktemp('tune')
+    save_image(folder / 'face.png', face['target'])
+    r = _cli(gen, '--network', tiny_pkl, '--regressor', tiny_regressor, '--image', folder / 'face.png', '--no-align',
+             '--views', 0, '--tune-steps', 3, '--outdir', folder / 'out')
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    return folder / 'out' / 'face'
+
+
+@pytest.mark.eg3d
+def test_gen_tunes_and_writes_a_small_face_file(tuned_face, tiny_G, tiny_pkl):
+    import json
+    import PIL.Image
+    steps = json.loads((tuned_face / 'tune.json').read_text())
+    assert steps['steps'] == 3 and steps['history'][-1]['psnr'] > steps['history'][0]['psnr']
+    assert os.path.getsize(tuned_face / 'tuned.pt') <= os.path.getsize(tiny_pkl) / 10
+    with PIL.Image.open(tuned_face / 'comparison.png') as im:
+        assert im.size == (3 * tiny_G.img_resolution, tiny_G.img_resolution)  # input | before tuning | tuned
+    # The saved face, loaded back onto the base pickle, renders reconstruction.png (to the rounding of its deltas).
+    import numpy as np
+    G_t, w, c, meta = tuning.load_tuned(tuned_face / 'tuned.pt', tiny_G)
+    assert meta['tune_steps'] == 3
+    again = render.render_image(G_t, w, c)[0].astype(int)
+    with PIL.Image.open(tuned_face / 'reconstruction.png') as im:
+        assert np.abs(np.asarray(im).astype(int) - again).mean() < 1.0
+
+
+@pytest.mark.eg3d
+def test_edit_renders_a_tuned_face_and_refuses_another_generator(tuned_face, tiny_pkl, tmp_path):
+    import numpy as np
+    import PIL.Image
+    from conftest import assert_one_line_error, run_cli
+    from eg3d_regressor_plugin import presets
+    from eg3d_regressor_plugin.edit import edit
+    direction = np.random.default_rng(0).standard_normal((1, 512)).astype(np.float32)
+    np.save(tmp_path / 'dir.npy', direction / np.linalg.norm(direction))
+    r = _cli(edit, '--network', tiny_pkl, '--tuned', tuned_face / 'tuned.pt', '--boundary', tmp_path / 'dir.npy',
+             '--alphas', '-3,3', '--outdir', tmp_path / 'e')
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    with PIL.Image.open(tmp_path / 'e' / 'grid.png') as im:
+        grid = np.asarray(im).astype(int)
+    half = grid.shape[1] // 2
+    assert np.abs(grid[:, :half] - grid[:, half:]).mean() > 1  # the edit still changes the tuned render
+    other = tmp_path / 'other.pkl'
+    presets.save_network_pkl(other, *presets.build_networks('tiny', seed=1, w_avg_samples=500))
+    line = assert_one_line_error(run_cli('edit', '--network', other, '--tuned', tuned_face / 'tuned.pt',
+                                         '--boundary', tmp_path / 'dir.npy', '--outdir', tmp_path / 'e2',
+                                         '--device', 'cpu'))
+    assert 'another generator' in line and not (tmp_path / 'e2').exists()
+    line = assert_one_line_error(run_cli('gen', '--network', tiny_pkl, '--regressor', tmp_path / 'x.pt', '--image',
+                                         tmp_path / 'dir.npy', '--tune-steps', -1, '--outdir', tmp_path / 'g'))
+    assert '--tune-steps' in line
