@@ -259,6 +259,7 @@ def make_mesh(app, session, progress=False):
     _require_face(session)
     folder = Path(session['face'])
     glb, ply = _mesh_files(app, session, folder, progress=progress)
+    session['mesh'] = str(folder)
     files = [str(folder / n) for n in ('w.npy', 'c.npy', 'pose.json')] + [str(ply), str(glb)]
     return str(glb), files
 
@@ -291,8 +292,10 @@ def build(app, title='EG3D regressor'):
     """The gr.Blocks page over `app` (an AppState)."""
     import gradio as gr
 
-    def guarded(fn):
-        """Run a handler; a UserError (or an unreadable upload) becomes a gr.Error on the page."""
+    def guarded(fn, outputs=1, status=None):
+        """Run a handler; a visitor's mistake (a UserError) leaves the page as it was and shows
+        the message (a toast, and the status line when the event has one) instead of Gradio's
+        error overlay on every output. The server goes on serving."""
         import functools
 
         @functools.wraps(fn)
@@ -300,7 +303,11 @@ def build(app, title='EG3D regressor'):
             try:
                 return fn(*args, **kwargs)
             except UserError as e:
-                raise gr.Error(str(e), duration=None) from None
+                gr.Warning(str(e), duration=None)
+                out = [gr.skip()] * outputs
+                if status is not None:
+                    out[status] = f'**Error:** {e}'
+                return out[0] if outputs == 1 else tuple(out)
         return run
 
     class PhotoInput(gr.Image):
@@ -334,9 +341,9 @@ def build(app, title='EG3D regressor'):
                 status = gr.Markdown('', elem_id='status')
             with gr.Column(scale=2):
                 with gr.Row():
-                    crop = gr.Image(label='Aligned input', type='numpy', interactive=False, elem_id='crop')
-                    view = gr.Image(label='Reconstruction', type='numpy', interactive=False, elem_id='view')
-                    depth = gr.Image(label='Depth (near = bright)', type='numpy', interactive=False, elem_id='depth')
+                    crop = gr.Image(label='Aligned input', type='numpy', interactive=False, height=280, elem_id='crop')
+                    view = gr.Image(label='Reconstruction', type='numpy', interactive=False, height=280, elem_id='view')
+                    depth = gr.Image(label='Depth (near = bright)', type='numpy', interactive=False, height=280, elem_id='depth')
                 with gr.Row():
                     yaw = gr.Slider(-YAW_RANGE_DEG, YAW_RANGE_DEG, value=0, step=1, label='Yaw (degrees)',
                                     elem_id='yaw')
@@ -370,42 +377,39 @@ def build(app, title='EG3D regressor'):
         edit_inputs = [c for pair in zip(strengths, layers) for c in pair]
 
         def on_upload(sess, image, aligned, steps, progress=gr.Progress(track_tqdm=True)):
-            out = guarded(reconstruct_upload)(app, sess, image, no_align=aligned, refine_steps=steps,
-                                              progress=bool(steps))
+            out = reconstruct_upload(app, sess, image, no_align=aligned, refine_steps=steps, progress=bool(steps))
             msg = (f'Predicted pose: yaw {out["yaw_deg"]:.1f}°, pitch {out["pitch_deg"]:.1f}°'
                    + (f' (refined for {int(steps)} steps)' if steps else ''))
             return (out['session'], out['crop'], out['reconstruction'], out['depth'], round(out['yaw_deg']),
                     round(out['pitch_deg']), msg, out['files'], 0, None, *([0] * len(names)))
 
         def on_view(sess, y, p):
-            return guarded(rerender)(app, sess, y, p) if sess and sess.get('w') is not None else None
+            return guarded(rerender)(app, sess, y, p) if sess and sess.get('w') is not None else gr.skip()
 
         def on_code(sess, y, p, tt, *values):
             if not (sess and sess.get('w_base') is not None):
-                return None
+                return gr.skip()
             return guarded(update_code)(app, sess, y, p, tt, edit_args(values))
 
         def on_second(sess, image, aligned, y, p, tt, *values):
             if image is None:
-                return None, gr.skip()
-            img = guarded(upload_second)(app, sess, image, no_align=aligned)
-            return img, guarded(update_code)(app, sess, y, p, tt, edit_args(values))
+                return gr.skip(), gr.skip()
+            img = upload_second(app, sess, image, no_align=aligned)
+            return img, update_code(app, sess, y, p, tt, edit_args(values))
 
         def on_mesh(sess):
-            if not (sess and sess.get('face')):
-                return gr.skip(), gr.skip()
-            return guarded(make_mesh)(app, sess)
+            if not (sess and sess.get('face')) or sess.get('mesh') == sess['face']:
+                return gr.skip(), gr.skip()  # no face, or its mesh is shown already
+            return guarded(make_mesh, 2)(app, sess)
 
         def on_export(sess, y, p, progress=gr.Progress(track_tqdm=True)):
             from .errors import extra_available
-            return guarded(export_current)(app, sess, y, p, video=extra_available('video'))
-
-        def on_error_status():
-            return ''
+            return export_current(app, sess, y, p, video=extra_available('video'))
 
         recon_outputs = [session, crop, view, depth, yaw, pitch, status, files, t, model3d, *strengths]
         for trigger in (go.click, photo.upload):
-            trigger(on_upload, [session, photo, no_align, refine], recon_outputs, **queue).then(
+            trigger(guarded(on_upload, len(recon_outputs), status=6), [session, photo, no_align, refine], recon_outputs,
+                    **queue).then(
                 on_mesh, [session], [model3d, files], **queue)
         for slider in (yaw, pitch):
             slider.change(on_view, [session, yaw, pitch], [view], trigger_mode='always_last',
@@ -415,8 +419,8 @@ def build(app, title='EG3D regressor'):
                          show_progress='hidden', **queue)
         for box in layers:
             box.submit(on_code, [session, yaw, pitch, t, *edit_inputs], [view], **queue)
-        photo2.upload(on_second, [session, photo2, no_align, yaw, pitch, t, *edit_inputs], [crop2, view], **queue)
-        export.click(on_export, [session, yaw, pitch], [model3d, files], **queue)
+        photo2.upload(guarded(on_second, 2), [session, photo2, no_align, yaw, pitch, t, *edit_inputs], [crop2, view], **queue)
+        export.click(guarded(on_export, 2), [session, yaw, pitch], [model3d, files], **queue)
     return demo
 
 
