@@ -72,7 +72,10 @@ class AppState:
         """Load the generator and the regressor (once) and the boundaries given as NAME=PATH."""
         from . import bridge, devices
         from .invert import Inverter
-        from .latent_interp import load_boundary
+        try:  # main after 414df06 keeps the boundary files in boundaries.py
+            from .boundaries import load_boundary
+        except ImportError:
+            from .latent_interp import load_boundary
         parsed = parse_boundaries(boundaries)
         device = devices.get_device(device)
         G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
@@ -137,11 +140,11 @@ def _read_image(app, image, align, what='the photo'):
     from .invert import load_input
     if image is None:
         raise UserError(f'no image: upload {what} (or paste it, or take one with the webcam)')
-    if isinstance(image, np.ndarray):
+    if isinstance(image, np.ndarray):  # an array (a caller of the library): the same reader, from a file
         from .files import save_image
-        tmp = Path(tempfile.mkdtemp(dir=app.root)) / 'upload.png'
-        save_image(tmp, image.astype(np.uint8)[..., :3] if image.ndim == 3 else image.astype(np.uint8))
-        image = tmp
+        with tempfile.TemporaryDirectory(dir=app.root) as tmp:
+            save_image(Path(tmp) / 'upload.png', np.asarray(image, dtype=np.uint8)[..., :3])
+            return _read_image(app, str(Path(tmp) / 'upload.png'), align, what)
     path = Path(image)
     if align:
         from .errors import require_extra
@@ -174,8 +177,8 @@ def reconstruct_upload(app, session, image, no_align=False, refine_steps=0, prog
     refine_steps = int(refine_steps or 0)
     if not 0 <= refine_steps <= MAX_REFINE_STEPS:
         raise UserError(f'refinement steps: {refine_steps} is out of range (0 to {MAX_REFINE_STEPS})')
-    session = session or new_session(app)
     img, face = _read_image(app, image, align=not no_align)
+    session = session or new_session(app)  # only now: a failed first upload leaves no folder behind
     with app.lock:
         rec = reconstruct(app.G, app.inverter, img, refine_steps=refine_steps, progress=progress)
         folder = _new_folder(session, 'face')
@@ -407,13 +410,16 @@ def build(app, title='EG3D regressor'):
             return export_current(app, sess, y, p, video=extra_available('video'))
 
         recon_outputs = [session, crop, view, depth, yaw, pitch, status, files, t, model3d, *strengths]
-        for trigger in (go.click, photo.upload):
+        # API names: gradio_client (benchmarks/app_latency.py) calls /reconstruct and /rerender.
+        for trigger, api in ((go.click, 'reconstruct'), (photo.upload, 'reconstruct_on_upload')):
             trigger(guarded(on_upload, len(recon_outputs), status=6), [session, photo, no_align, refine], recon_outputs,
-                    **queue).then(
-                on_mesh, [session], [model3d, files], **queue)
-        for slider in (yaw, pitch):
+                    api_name=api, **queue).then(on_mesh, [session], [model3d, files], api_name=f'mesh_after_{api}',
+                                                **queue)
+        # .change follows the slider while it moves (always_last: a render queued behind another is
+        # replaced by the newest position) and fires once when it is set by a reconstruction.
+        for slider, api in ((yaw, 'rerender'), (pitch, 'rerender_pitch')):
             slider.change(on_view, [session, yaw, pitch], [view], trigger_mode='always_last',
-                          show_progress='hidden', **queue)
+                          show_progress='hidden', api_name=api, **queue)
         for comp in [t, *strengths]:
             comp.release(on_code, [session, yaw, pitch, t, *edit_inputs], [view], trigger_mode='always_last',
                          show_progress='hidden', **queue)

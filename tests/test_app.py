@@ -143,6 +143,9 @@ def test_edits_interpolation_mesh_and_export(app_state, render_file, tiny_G, tmp
     webapp.update_code(app_state, s, y, p, 1.0)
     assert torch.allclose(s['w'], s['w2'])
     glb, files = webapp.make_mesh(app_state, s)
+    refined = webapp.reconstruct_upload(app_state, None, np.asarray(out['crop']), no_align=True, refine_steps=2)
+    assert (Path(refined['folder']) / 'refine.json').is_file()
+    assert (Path(refined['folder']) / 'w_regressor.npy').is_file()
     assert Path(glb).suffix == '.glb' and Path(glb).read_bytes()[:4] == b'glTF'
     assert {Path(f).name for f in files} == {'w.npy', 'c.npy', 'pose.json', 'shape.ply', 'shape.glb'}
     from eg3d_regressor_plugin.errors import extra_available
@@ -174,6 +177,13 @@ def test_boundary_specs():
 def test_cli_help_and_bad_boundary(tmp_path):
     proc = run_cli('app', '--help')
     assert proc.returncode == 0 and '--share' in proc.stdout and '127.0.0.1' in proc.stdout
+    code = ('import sys; from click.testing import CliRunner; from eg3d_regressor_plugin.cli import main; '
+            'r = CliRunner().invoke(main, ["app", "--help"]); assert r.exit_code == 0, r.output; '
+            'print(sorted(m for m in ("torch", "gradio") if m in sys.modules))')
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == '[]', out.stdout + out.stderr  # --help imports neither torch nor gradio
     pytest.importorskip('gradio', reason='needs the "app" extra (gradio)')
     proc = run_cli('app', '--network', tmp_path / 'G.pkl', '--regressor', tmp_path / 'R.pt', '--boundary', 'smile')
     assert '--boundary' in assert_one_line_error(proc)
@@ -321,4 +331,5 @@ def test_photo_in_browser(page, tmp_path):
     shot = os.environ.get('APP_SCREENSHOT')
     if shot:  # the README's picture: APP_SCREENSHOT=docs/images/app.png pytest -m browser
         page.wait_for_timeout(3000)
+        page.evaluate("document.querySelectorAll('.toast-wrap').forEach(e => e.remove())")
         page.screenshot(path=shot, full_page=True)
