@@ -90,8 +90,8 @@ def test_rerender_at_another_yaw_differs(app_state, render_file):
 
 
 @pytest.mark.eg3d
-def test_bad_uploads_give_clear_errors(app_state, not_an_image, tmp_path):
-    from eg3d_regressor_plugin import webapp
+def test_bad_uploads_give_clear_errors(app_state, not_an_image, render_file, tmp_path, monkeypatch):
+    from eg3d_regressor_plugin import images, webapp
     with pytest.raises(UserError, match='not an image') as e:
         webapp.reconstruct_upload(app_state, None, str(not_an_image), no_align=True)
     assert str(not_an_image.parent) not in str(e.value)  # the visitor sees the file's name, not our paths
@@ -102,6 +102,16 @@ def test_bad_uploads_give_clear_errors(app_state, not_an_image, tmp_path):
     corrupt.write_bytes(data[:len(data) // 2])
     with pytest.raises(UserError, match='corrupt or truncated'):
         webapp.reconstruct_upload(app_state, None, str(corrupt), no_align=True)
+    with monkeypatch.context() as m:  # a huge image: refused by the reader before it is decoded
+        m.setattr(images, 'MAX_PIXELS', 1000)
+        with pytest.raises(UserError, match='image too large') as e:
+            webapp.reconstruct_upload(app_state, None, str(render_file), no_align=True)
+        assert str(e.value).startswith('render.png: ')
+    from eg3d_regressor_plugin.errors import extra_available
+    if extra_available('align'):  # a photo without a face (the tiny generator's fog), with alignment on
+        with pytest.raises(UserError, match='no face found in render.png') as e:
+            webapp.reconstruct_upload(app_state, None, str(render_file), no_align=False)
+        assert 'already aligned' in str(e.value)
     with pytest.raises(UserError, match='no face yet'):
         webapp.rerender(app_state, webapp.new_session(app_state), 0, 0)
     with pytest.raises(UserError, match='refinement steps'):
@@ -126,6 +136,7 @@ def test_sessions_have_their_own_folders(app_state, render_file):
 
 
 @pytest.mark.eg3d
+@pytest.mark.slow
 def test_edits_interpolation_mesh_and_export(app_state, render_file, tiny_G, tmp_path):
     from eg3d_regressor_plugin import webapp
     out = webapp.reconstruct_upload(app_state, None, str(render_file), no_align=True)
