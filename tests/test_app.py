@@ -312,6 +312,11 @@ def test_page_in_browser(page, render_file, not_an_image, tmp_path):
     dl.value.save_as(saved)
     assert np.load(saved).shape == (1, 14, 512)
     page.locator('#model3d canvas').first.wait_for(timeout=180_000)
+    # Export the turned face: gen's files again, with the mesh and (with the "video" extra) the orbit video.
+    from eg3d_regressor_plugin.errors import extra_available
+    page.locator('#export').click()
+    last = 'orbit.mp4' if extra_available('video') else 'shape.glb'
+    page.locator(f'#files a[download="{last}"]').first.wait_for(timeout=180_000)
     # Not an image: a message on the page, and the server goes on serving.
     _upload(page, '#photo', not_an_image)
     err = _error_text(page)
