@@ -367,7 +367,8 @@ def build(app, title='EG3D regressor'):
                 with gr.Row():
                     photo2 = PhotoInput(label='Second photo', type='filepath', image_mode=None, sources=['upload', 'clipboard', 'webcam'],
                                       height=200, elem_id='photo2')
-                    crop2 = gr.Image(label='Second face (aligned)', type='numpy', interactive=False, height=200)
+                    crop2 = gr.Image(label='Second face (aligned)', type='numpy', interactive=False, height=200,
+                                     elem_id='crop2')
                 t = gr.Slider(0, 1, value=0, step=0.05, label='t (0: first face, 1: second)', elem_id='t')
         with gr.Row():
             export = gr.Button('Export the current face (edits, view) with an orbit video', elem_id='export')
@@ -384,7 +385,7 @@ def build(app, title='EG3D regressor'):
             msg = (f'Predicted pose: yaw {out["yaw_deg"]:.1f}°, pitch {out["pitch_deg"]:.1f}°'
                    + (f' (refined for {int(steps)} steps)' if steps else ''))
             return (out['session'], out['crop'], out['reconstruction'], out['depth'], round(out['yaw_deg']),
-                    round(out['pitch_deg']), msg, out['files'], 0, None, *([0] * len(names)))
+                    round(out['pitch_deg']), msg, out['files'], 0, None, None, *([0] * len(names)))
 
         def on_view(sess, y, p):
             return guarded(rerender)(app, sess, y, p) if sess and sess.get('w') is not None else gr.skip()
@@ -409,7 +410,8 @@ def build(app, title='EG3D regressor'):
             from .errors import extra_available
             return export_current(app, sess, y, p, video=extra_available('video'))
 
-        recon_outputs = [session, crop, view, depth, yaw, pitch, status, files, t, model3d, *strengths]
+        # A new face starts afresh: no second face, no edits, the 3D view follows (on_mesh).
+        recon_outputs = [session, crop, view, depth, yaw, pitch, status, files, t, model3d, crop2, *strengths]
         # API names: gradio_client (benchmarks/app_latency.py) calls /reconstruct and /rerender.
         for trigger, api in ((go.click, 'reconstruct'), (photo.upload, 'reconstruct_on_upload')):
             trigger(guarded(on_upload, len(recon_outputs), status=6), [session, photo, no_align, refine], recon_outputs,
