@@ -313,17 +313,22 @@ def build(app, title='EG3D regressor'):
                 return out[0] if outputs == 1 else tuple(out)
         return run
 
-    class PhotoInput(gr.Image):
+    def photo_input(**kwargs):
         """gr.Image that hands the uploaded file's path to the handler even when Pillow cannot
-        open it, so the handler's reader (images.load_image) names what is wrong with it instead
-        of Gradio's bare exception. A template of gr.Image: the same widget on the page."""
-        is_template = True
+        open it, so the handler's reader (images.load_image) says what is wrong with the file
+        instead of Gradio's bare exception (with the server's path in it). The instance's
+        preprocess is wrapped: a subclass would make Gradio write a .pyi stub beside this module."""
+        component = gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard', 'webcam'], **kwargs)
+        original = component.preprocess
 
-        def preprocess(self, payload):
+        def preprocess(payload):
             try:
-                return super().preprocess(payload)
+                return original(payload)
             except Exception:  # noqa: BLE001 the handler reports it
-                return str(payload.path) if payload is not None and payload.path else None
+                path = getattr(payload, 'path', None)
+                return str(path) if path else None
+        component.preprocess = preprocess
+        return component
 
     names = list(app.boundaries)
     queue = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
@@ -334,8 +339,7 @@ def build(app, title='EG3D regressor'):
                     'pose in one forward pass; move the sliders to see the face from another viewpoint.')
         with gr.Row():
             with gr.Column(scale=1):
-                photo = PhotoInput(label='Photo', type='filepath', image_mode=None, sources=['upload', 'clipboard', 'webcam'],
-                                 elem_id='photo')
+                photo = photo_input(label='Photo', elem_id='photo')
                 no_align = gr.Checkbox(label='Already aligned (an EG3D-style crop, e.g. an EG3D render): no face '
                                              'alignment', value=False, elem_id='no-align')
                 refine = gr.Number(label='Refinement steps (W+ optimisation after the regressor; 0: none)', value=0,
@@ -365,8 +369,7 @@ def build(app, title='EG3D regressor'):
                                                  elem_id=f'layers-{name}'))
                 gr.Markdown('**Interpolation** toward a second face')
                 with gr.Row():
-                    photo2 = PhotoInput(label='Second photo', type='filepath', image_mode=None, sources=['upload', 'clipboard', 'webcam'],
-                                      height=200, elem_id='photo2')
+                    photo2 = photo_input(label='Second photo', height=200, elem_id='photo2')
                     crop2 = gr.Image(label='Second face (aligned)', type='numpy', interactive=False, height=200,
                                      elem_id='crop2')
                 t = gr.Slider(0, 1, value=0, step=0.05, label='t (0: first face, 1: second)', elem_id='t')
