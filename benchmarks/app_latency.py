@@ -12,7 +12,8 @@ each rendering the same face at a new yaw every time:
 
 The ratio of each is the median over repetitions of its time / the bare render's in that
 repetition (the order of the three is shuffled in each); the ratio of the fastest runs is printed
-beside it, the better estimate where other processes share the CPU. The regressor has fresh weights (time does not depend on them).
+beside it, the better estimate where other processes share the CPU. The regressor has fresh
+weights (time does not depend on them).
 
     python benchmarks/app_latency.py             # tiny, CPU, 30 repetitions
     python benchmarks/app_latency.py --quick     # < 2 minutes

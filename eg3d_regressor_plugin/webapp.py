@@ -350,7 +350,8 @@ def build(app, title='EG3D regressor'):
                 with gr.Row():
                     crop = gr.Image(label='Aligned input', type='numpy', interactive=False, height=280, elem_id='crop')
                     view = gr.Image(label='Reconstruction', type='numpy', interactive=False, height=280, elem_id='view')
-                    depth = gr.Image(label='Depth (near = bright)', type='numpy', interactive=False, height=280, elem_id='depth')
+                    depth = gr.Image(label='Depth (near = bright)', type='numpy', interactive=False, height=280,
+                                     elem_id='depth')
                 with gr.Row():
                     yaw = gr.Slider(-YAW_RANGE_DEG, YAW_RANGE_DEG, value=0, step=1, label='Yaw (degrees)',
                                     elem_id='yaw')
@@ -430,7 +431,8 @@ def build(app, title='EG3D regressor'):
                          show_progress='hidden', **queue)
         for box in layers:
             box.submit(on_code, [session, yaw, pitch, t, *edit_inputs], [view], **queue)
-        photo2.upload(guarded(on_second, 2), [session, photo2, no_align, yaw, pitch, t, *edit_inputs], [crop2, view], **queue)
+        photo2.upload(guarded(on_second, 2), [session, photo2, no_align, yaw, pitch, t, *edit_inputs], [crop2, view],
+                      **queue)
         export.click(guarded(on_export, 2), [session, yaw, pitch], [model3d, files], **queue)
     return demo
 
