@@ -226,10 +226,11 @@ def _free_port():
 
 
 @pytest.fixture(scope='module')
-def served(app_state):
+def served(request):
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
+    app_state = request.getfixturevalue('app_state')  # built only when the browser tests can run
     from eg3d_regressor_plugin import webapp
     port = _free_port()
     demo = webapp.launch(app_state, port=port, block=False, quiet=True)
