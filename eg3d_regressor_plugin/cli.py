@@ -20,6 +20,7 @@ COMMANDS = {
     'boundary': ('boundary', 'boundary'),
     'edit': ('edit', 'edit'),
     'interp': ('gen_interp', 'interp'),
+    'app': ('app', 'app'),
 }
 
 

@@ -13,6 +13,7 @@ EXTRAS = {
     'edit': [('sklearn', 'scikit-learn')],
     'tensorboard': [('tensorboard', 'tensorboard')],
     'mesh': [('fast_simplification', 'fast-simplification')],
+    'app': [('gradio', 'gradio')],
 }
 
 
