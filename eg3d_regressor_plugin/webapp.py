@@ -49,7 +49,7 @@ PITCH_RANGE_DEG = 30.0
 
 class AppState:
     """What the page serves, loaded once: generator G, an invert.Inverter for it, the edit
-    boundaries {name: array as latent_interp.load_boundary returns}, the device, the mesh
+    boundaries {name: array as boundaries.load_boundary returns}, the device, the mesh
     resolution and the orbit video's length."""
 
     def __init__(self, G, inverter, device='cpu', boundaries=None, shape_res=128, video_frames=60, fps=30,
@@ -72,10 +72,7 @@ class AppState:
         """Load the generator and the regressor (once) and the boundaries given as NAME=PATH."""
         from . import bridge, devices
         from .invert import Inverter
-        try:  # main after 414df06 keeps the boundary files in boundaries.py
-            from .boundaries import load_boundary
-        except ImportError:
-            from .latent_interp import load_boundary
+        from .boundaries import load_boundary
         parsed = parse_boundaries(boundaries)
         device = devices.get_device(device)
         G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
