@@ -4,8 +4,8 @@ sequences), imported when the command runs so that `--help` loads neither torch 
 
 import click
 
-from .options import (Command, align_options, device_option, eg3d_option, layers_option, network_option,
-                      parse_floats, parse_pose, pose_option, regressor_option, shape_options, video_options)
+from .options import (Command, align_options, camera_path_option, device_option, eg3d_option, layers_option,
+                      network_option, parse_floats, parse_pose, pose_option, regressor_option, shape_options, video_options)
 
 #----------------------------------------------------------------------------
 
@@ -24,11 +24,13 @@ from .options import (Command, align_options, device_option, eg3d_option, layers
 @align_options('--image')
 @shape_options('a shape per alpha')
 @video_options('sweep.mp4: alphas there and back')
+@camera_path_option('the video', show='orbit with --orbit, else the fixed camera')
 @click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
 @eg3d_option
 @device_option
 def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, alphas, layers, pose_spec, no_align, face_index,
-         shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit, outdir, eg3d, device):
+         shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit,
+         camera_path, outdir, eg3d, device):
     """Move a face along a semantic boundary (InterFaceGAN) and render every step in 3D.
 
     For each alpha, the chosen W+ levels of w move by alpha * boundary. Writes to OUTDIR:
@@ -76,6 +78,12 @@ def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, 
     boundaries.load_boundary(boundary_path)
     if video:
         require_extra('video')
+    if camera_path is not None:
+        from .camera_paths import parse_camera_path
+        try:
+            parse_camera_path(camera_path, video_frames)
+        except UserError as e:
+            raise UserError(f'--camera-path: {e}') from None
     check_outdir(outdir)
 
     device = devices.get_device(device)
@@ -105,13 +113,14 @@ def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, 
             n = sequences.forward_frames(video_frames)
             dense = np.interp(np.linspace(0, len(alpha_list) - 1, n), np.arange(len(alpha_list)), alpha_list)
             sequences.write_pingpong_video(Path(tmp) / 'sweep.mp4', G, li.edit(w0[0], boundary, dense, layers=level_list),
-                                           src['c'], orbit=orbit, fps=fps)
+                                           src['c'], orbit=orbit, fps=fps,
+                                           camera_path=camera_path)
         sequences.write_json(Path(tmp) / 'edit.json', dict(
             source=src['source'], network=str(network_pkl), boundary=str(boundary_path),
             attribute=meta.get('attribute'), boundary_space=boundaries.boundary_space(boundary, w_dim),
             alphas=alpha_list, layers=li.format_layers(level_list, num_ws), pose=pose_spec,
             yaw=src['yaw'], pitch=src['pitch'], codes=[f'w_{t}.npy' for t in tags], shapes=shape_files,
-            video='sweep.mp4' if video else None, orbit=orbit))
+            video='sweep.mp4' if video else None, orbit=orbit, camera_path=camera_path))
     click.echo(f'Edited {Path(spec).name} along {Path(boundary_path).name} '
                f'({len(alpha_list)} alphas {alpha_list[0]:+g}..{alpha_list[-1]:+g}, levels '
                f'{li.format_layers(level_list, num_ws)}) -> {outdir}')

@@ -4,8 +4,8 @@ imported when the command runs so that `--help` loads neither torch nor EG3D."""
 
 import click
 
-from .options import (Command, align_options, device_option, eg3d_option, layers_option, network_option,
-                      parse_pose, pose_option, regressor_option, shape_options, video_options)
+from .options import (Command, align_options, camera_path_option, device_option, eg3d_option, layers_option,
+                      network_option, parse_pose, pose_option, regressor_option, shape_options, video_options)
 
 #----------------------------------------------------------------------------
 
@@ -24,11 +24,13 @@ from .options import (Command, align_options, device_option, eg3d_option, layers
 @align_options('each image')
 @shape_options('a shape per step')
 @video_options('interp.mp4: the path there and back')
+@camera_path_option('the video', show='orbit with --orbit, else the fixed camera')
 @click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
 @eg3d_option
 @device_option
 def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, pose_spec, no_align, face_index,
-           shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit, outdir, eg3d, device):
+           shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, orbit,
+           camera_path, outdir, eg3d, device):
     """Interpolate between two or more faces in W+ and render the path in 3D.
 
     Writes to OUTDIR: strip.png (every step, up to 10 per row), w_<iii>.npy (float32
@@ -61,6 +63,12 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
     Sources.check(specs, regressor_path, not no_align)
     if video:
         require_extra('video')
+    if camera_path is not None:
+        from .camera_paths import parse_camera_path
+        try:
+            parse_camera_path(camera_path, video_frames)
+        except UserError as e:
+            raise UserError(f'--camera-path: {e}') from None
     check_outdir(outdir)
 
     device = devices.get_device(device)
@@ -83,13 +91,14 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
             # As many codes per segment as spread the video's frames evenly over the segments.
             per_segment = max(2, round((sequences.forward_frames(video_frames) - 1) / (len(knots) - 1)) + 1)
             path = li.interpolate(knots, per_segment, mode=mode, layers=level_list, center=center).float()
-            sequences.write_pingpong_video(Path(tmp) / 'interp.mp4', G, path, c, orbit=orbit, fps=fps)
+            sequences.write_pingpong_video(Path(tmp) / 'interp.mp4', G, path, c, orbit=orbit, fps=fps,
+                                           camera_path=camera_path)
         sequences.write_json(Path(tmp) / 'interp.json', dict(
             sources=[s['source'] for s in srcs], network=str(network_pkl), steps=steps, mode=mode,
             center='w_avg' if mode == 'spherical' else None, layers=li.format_layers(level_list, num_ws),
             pose=pose_spec, yaw=srcs[0]['yaw'], pitch=srcs[0]['pitch'], codes=[f'w_{t}.npy' for t in tags],
             knots=[i * (steps - 1) for i in range(len(specs))], shapes=shape_files,
-            video='interp.mp4' if video else None, orbit=orbit))
+            video='interp.mp4' if video else None, orbit=orbit, camera_path=camera_path))
     click.echo(f'Interpolated {" -> ".join(Path(s).name for s in specs)} ({mode}, {len(ws)} codes) -> {outdir}')
 
 

@@ -137,19 +137,6 @@ def extract_mesh(sigmas, box_warp=1.0, level=10.0):
 #----------------------------------------------------------------------------
 # Video.
 
-def video_frames(G, ws, c, orbit=False, desc='video'):
-    """Frames of codes ws [F, num_ws, w_dim] rendered at c, or, with orbit, with the camera
-    orbiting (cameras.orbit, the elliptic sweep of EG3D's gen_videos.py) around c's pose."""
-    if orbit:
-        yaw0, pitch0, _ = (float(v[0]) for v in cameras.label_to_pose(c.cpu()))
-        labels = [cameras.pose_to_label(yaw0 + dy, pitch0 + dp, device=ws.device)
-                  for dy, dp in cameras.orbit(len(ws))]
-    else:
-        labels = [c] * len(ws)
-    for w, ci in zip(tqdm(ws, desc=desc, unit='frame', leave=False, disable=None), labels):
-        yield to_uint8(render(G, w[None], ci)['image'])[0]
-
-
 def write_video(path, frames, fps=30):
     """Write uint8 HWC frames to an .mp4 (needs the "video" extra: imageio-ffmpeg), atomically."""
     from .errors import require_extra

@@ -59,11 +59,18 @@ def write_sequence(folder, G, ws, c, tags, cols, grid_name, shapes=False, shape_
     return written
 
 
-def write_pingpong_video(path, G, ws, c, orbit=False, fps=30):
-    """An .mp4 of the codes ws [F, num_ws, w_dim] there and back (pingpong), rendered at c or, with
-    orbit, with the camera orbiting around c's pose."""
+def write_pingpong_video(path, G, ws, c, orbit=False, fps=30, camera_path=None):
+    """An .mp4 of the codes ws [F, num_ws, w_dim] there and back (pingpong), rendered at c or along
+    a camera path around c's pose (camera_paths: camera_path 'orbit', 'yaw', 'pitch' or a JSON
+    file; orbit=True is camera_path 'orbit')."""
+    from .camera_paths import path_around, path_frames
     frame_ws = torch.stack(pingpong(ws))
-    render.write_video(path, render.video_frames(G, frame_ws, c, orbit), fps=fps)
+    spec = camera_path or ('orbit' if orbit else None)
+    if spec is None:
+        frames = (to_uint8(render.render(G, w[None], c)['image'])[0] for w in frame_ws)
+    else:
+        frames = path_frames(G, frame_ws, path_around(spec, len(frame_ws), c))
+    render.write_video(path, frames, fps=fps)
 
 
 def write_json(path, data):

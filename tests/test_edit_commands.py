@@ -325,3 +325,21 @@ def test_sources_take_the_camera_beside_a_code(tmp_path, tiny_G):
     np.save(tmp_path / 'c.npy', np.ones(7))
     with pytest.raises(Exception, match='camera file'):
         Sources(tiny_G)(tmp_path / 'w.npy')
+
+
+def test_edit_and_interp_follow_a_camera_path(work, tmp_path):
+    """--camera-path (shared with gen): the sweep's cameras come from the path; a bad file is one line."""
+    codes = work['root'] / 'codes'
+    path = tmp_path / 'cams.json'
+    path.write_text(json.dumps([{'yaw': -0.5, 'pitch': 0.0}, {'yaw': 0.5, 'pitch': 0.1}]))
+    ok(run_cli('interp', '--network', work['pkl'], '--from', codes / 'seed0100.npy', '--to', codes / 'seed0100.npy',
+               '--steps', 2, '--video', '--video-frames', 4, '--camera-path', path, '--outdir', tmp_path / 'i'))
+    frames = mp4_frames(tmp_path / 'i' / 'interp.mp4')
+    # One code all along: the frames differ only by the camera, which turns from yaw -0.5 to +0.5.
+    assert len(frames) == 4 and np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2
+    assert json.loads((tmp_path / 'i' / 'interp.json').read_text())['camera_path'] == str(path)
+    ok(_edit(work, tmp_path / 'e', '--video', '--video-frames', 4, '--camera-path', 'yaw'))
+    assert len(mp4_frames(tmp_path / 'e' / 'sweep.mp4')) == 4
+    path.write_text('[{"yaw": 9, "pitch": 0}]')
+    line = assert_one_line_error(_edit(work, tmp_path / 'out', '--video', '--camera-path', path))
+    assert '--camera-path' in line and not (tmp_path / 'out').exists()
