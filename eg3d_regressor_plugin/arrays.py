@@ -34,3 +34,16 @@ def load_npy(path, what):
     if not np.issubdtype(arr.dtype, np.number):
         raise UserError(f'{what} {path} holds {arr.dtype}, not numbers')
     return arr
+
+
+def format_runs(values, sep=','):
+    """Sorted distinct integers as runs: [0, 1, 2, 3, 8] -> '0-3,8' (sep between the runs)."""
+    values = sorted(set(int(v) for v in values))
+    runs, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            runs.append(f'{start}' if start == v else f'{start}-{v}')
+            start = None
+    return sep.join(runs)

@@ -4,8 +4,8 @@ sequences), imported when the command runs so that `--help` loads neither torch 
 
 import click
 
-from .options import (Command, align_options, camera_path_option, device_option, eg3d_option, layers_option,
-                      network_option, parse_floats, parse_pose, pose_option, regressor_option, shape_options, video_options)
+from .options import (Command, align_options, device_option, eg3d_option, layers_option,
+                      network_option, parse_floats, parse_pose, pose_option, regressor_option, sequence_outputs)
 
 #----------------------------------------------------------------------------
 
@@ -22,10 +22,7 @@ from .options import (Command, align_options, camera_path_option, device_option,
 @layers_option(help='W+ levels to edit: 0-7, coarse, middle, fine, 3,5,8-10 or all  [default: the boundary\'s, else all]')
 @pose_option(help='Camera: predicted (the image\'s pose, or c.npy beside --w; else frontal), frontal, or radians')
 @align_options('--image')
-@shape_options('a shape per alpha')
-@video_options('sweep.mp4: alphas there and back')
-@camera_path_option('the video', show='orbit with --orbit, else the fixed camera')
-@click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
+@sequence_outputs('a shape per alpha', 'sweep.mp4: alphas there and back')
 @eg3d_option
 @device_option
 def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, alphas, layers, pose_spec, no_align, face_index,

@@ -4,8 +4,8 @@ imported when the command runs so that `--help` loads neither torch nor EG3D."""
 
 import click
 
-from .options import (Command, align_options, camera_path_option, device_option, eg3d_option, layers_option,
-                      network_option, parse_pose, pose_option, regressor_option, shape_options, video_options)
+from .options import (Command, align_options, device_option, eg3d_option, layers_option,
+                      network_option, parse_pose, pose_option, regressor_option, sequence_outputs)
 
 #----------------------------------------------------------------------------
 
@@ -22,10 +22,7 @@ from .options import (Command, align_options, camera_path_option, device_option,
 @layers_option(help='Interpolate only these W+ levels (0-7, coarse, middle, fine, 3,5,8-10); the others keep --from\'s  [default: all]')
 @pose_option(help='Camera of every step: predicted (--from\'s pose, or the c.npy beside it; else frontal), frontal, or radians')
 @align_options('each image')
-@shape_options('a shape per step')
-@video_options('interp.mp4: the path there and back')
-@camera_path_option('the video', show='orbit with --orbit, else the fixed camera')
-@click.option('--outdir', required=True, metavar='DIR', help='Output folder (replaced as a whole when complete)')
+@sequence_outputs('a shape per step', 'interp.mp4: the path there and back')
 @eg3d_option
 @device_option
 def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, pose_spec, no_align, face_index,

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from .arrays import as_numpy as _np, like as _like
+from .arrays import as_numpy as _np, format_runs, like as _like
 from .boundaries import boundary_levels
 from .errors import UserError
 
@@ -160,16 +160,7 @@ def parse_layers(s, num_ws=14):
 def format_layers(layers, num_ws):
     """[0,1,2,3,8] -> '0-3,8'; every level -> 'all'."""
     layers = sorted(set(int(l) for l in layers))
-    if layers == list(range(num_ws)):
-        return 'all'
-    runs, start = [], None
-    for i, l in enumerate(layers):
-        if start is None:
-            start = l
-        if i + 1 == len(layers) or layers[i + 1] != l + 1:
-            runs.append(f'{start}' if start == l else f'{start}-{l}')
-            start = None
-    return ','.join(runs)
+    return 'all' if layers == list(range(num_ws)) else format_runs(layers)
 
 
 def mix_layers(w_a, w_b, layers):

@@ -233,3 +233,14 @@ def workers_option(f):
     return click.option('--workers', type=click.IntRange(min=0), default=None, metavar='N',
                         help='Folder input: N processes read and align images while the main process renders '
                              'and a thread writes (0: one image after another)  [default: up to 4]')(f)
+
+
+def sequence_outputs(shape_what, video_what):
+    """What edit and interp write besides their codes: --shapes (shape_options), --video
+    (video_options), --camera-path of the video, and --outdir, replaced as a whole when complete."""
+    def deco(f):
+        f = click.option('--outdir', required=True, metavar='DIR',
+                         help='Output folder (replaced as a whole when complete)')(f)
+        f = camera_path_option('the video', show='orbit with --orbit, else the fixed camera')(f)
+        return shape_options(shape_what)(video_options(video_what)(f))
+    return deco

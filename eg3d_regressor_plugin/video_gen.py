@@ -30,6 +30,7 @@ import torch
 
 from . import cameras, render
 from . import video_input as vi
+from .arrays import format_runs
 from .errors import UserError
 from .files import atomic_dir, save_npy
 from .images import to_uint8
@@ -199,14 +200,7 @@ def reconstruct_video(G, inverter, path, outdir, name=None, align=True, face_ind
 
 def _ranges(ts):
     """[1, 2, 3, 7] -> 'frames 1-3, 7'."""
-    parts, start = [], None
-    for i, t in enumerate(ts):
-        if start is None:
-            start = t
-        if i + 1 == len(ts) or ts[i + 1] != t + 1:
-            parts.append(f'{start}' if start == t else f'{start}-{t}')
-            start = None
-    return ('frame ' if len(ts) == 1 else 'frames ') + ', '.join(parts)
+    return ('frame ' if len(ts) == 1 else 'frames ') + format_runs(ts, sep=', ')
 
 
 def synthetic_clip(G, n=16, seed=7):
