@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput']
+ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput', 'folder_throughput',
+         'video_flicker', 'app_latency', 'tuning']
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 
@@ -17,7 +18,7 @@ def last_table(log):
     lines = [l.rstrip() for l in log.splitlines()]
     rules = [i for i, l in enumerate(lines) if re.fullmatch(r'-{2,}(\s+-{2,})*', l.strip() or 'x')]
     start = max(rules[0] - 1, 0) if rules else max(len(lines) - 30, 0)
-    return '\n'.join(l for l in lines[start:] if not l.startswith('Wrote ')).strip()
+    return '\n'.join(l for l in lines[start:] if not l.lower().startswith('wrote ')).strip()
 
 
 def headline(name):
@@ -33,7 +34,7 @@ def headline(name):
     while end < len(lines) and lines[end].strip():
         end += 1
     verdict = [l for l in lines if l.startswith('Target')]
-    return '\n'.join([l for l in lines[start:end] if not l.startswith('Wrote ')] + verdict)
+    return '\n'.join([l for l in lines[start:end] if not l.lower().startswith('wrote ')] + verdict)
 
 
 def section(name):
