@@ -21,7 +21,6 @@ weights (time does not depend on them).
 
 import math
 import tempfile
-import time
 from pathlib import Path
 
 import click

@@ -262,3 +262,38 @@ def save(name, result, quick=False):
 
 def median(xs):
     return float(np.median(np.asarray(xs, dtype=np.float64)))
+
+#----------------------------------------------------------------------------
+# Measuring held-out images in parallel processes (refine.py, tuning.py).
+
+_WORKER = {}
+
+
+def _init_worker(threads, network_pkl, regressor, device, eg3d):
+    from eg3d_regressor_plugin.invert import Inverter
+    torch.set_num_threads(threads)
+    G, _ = generator(network_pkl, device=device, eg3d=eg3d)
+    _WORKER.update(G=G, inverter=Inverter(G, regressor, device=device, cuda_graph=False))
+
+
+def _measure_in_worker(measure, sample, kwargs):
+    return measure(_WORKER['G'], _WORKER['inverter'], sample, **kwargs)
+
+
+def measure_all(measure, G, samples, jobs, network_pkl, regressor, device, eg3d, **kwargs):
+    """measure(G, inverter, sample, device=..., **kwargs) for every sample: in this process, or in
+    `jobs` worker processes (spawned: fork after torch started its thread pools can hang) sharing
+    this process's threads. measure must be a module-level function (it is sent by reference)."""
+    import concurrent.futures
+    import multiprocessing
+    from eg3d_regressor_plugin.invert import Inverter
+    if jobs <= 1:
+        inverter = Inverter(G, regressor, device=device, cuda_graph=False)
+        return [measure(G, inverter, s, device=device, **kwargs) for s in samples]
+    threads = max(1, torch.get_num_threads() // jobs)
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
+                                                initializer=_init_worker,
+                                                initargs=(threads, str(network_pkl), str(regressor), str(device),
+                                                          eg3d)) as pool:
+        n = len(samples)
+        return list(pool.map(_measure_in_worker, [measure] * n, samples, [dict(kwargs, device=str(device))] * n))

@@ -23,8 +23,6 @@ those of a process with fewer threads; every run of one image is timed in the sa
     python benchmarks/refine.py --network ffhq512-128.pkl --regressor regressor.pt --device cuda
 """
 
-import concurrent.futures
-import multiprocessing
 import os
 
 import click
@@ -33,7 +31,6 @@ import torch
 
 import common
 from eg3d_regressor_plugin import cameras
-from eg3d_regressor_plugin.invert import Inverter
 from eg3d_regressor_plugin.optimize import OPTIMIZERS, optimize_w, w_avg_init
 
 CHECKPOINTS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
@@ -69,33 +66,6 @@ def measure(G, inverter, sample, baseline_steps, refine_steps, optimizer, baseli
     return row, curve
 
 
-_WORKER = {}
-
-
-def _init_worker(threads, network_pkl, regressor, device, eg3d):
-    torch.set_num_threads(threads)
-    G, _ = common.generator(network_pkl, device=device, eg3d=eg3d)
-    _WORKER.update(G=G, inverter=Inverter(G, regressor, device=device))
-
-
-def _measure_in_worker(sample, kwargs):
-    return measure(_WORKER['G'], _WORKER['inverter'], sample, **kwargs)
-
-
-def measure_all(G, samples, jobs, network_pkl, regressor, device, eg3d, **kwargs):
-    """measure() for every sample: in this process, or in `jobs` worker processes (spawned: fork
-    after torch started its thread pools can hang) sharing this process's threads."""
-    if jobs <= 1:
-        inverter = Inverter(G, regressor, device=device)
-        return [measure(G, inverter, s, device=device, **kwargs) for s in samples]
-    threads = max(1, torch.get_num_threads() // jobs)
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
-                                                initializer=_init_worker,
-                                                initargs=(threads, str(network_pkl), str(regressor), str(device),
-                                                          eg3d)) as pool:
-        return list(pool.map(_measure_in_worker, samples, [dict(kwargs, device=str(device))] * len(samples)))
-
-
 @click.command()
 @click.option('--seeds', default=None, help='Held-out seeds  [default: 1000-1001; quick: 1000]')
 @click.option('--baseline-steps', type=int, default=None, help='Steps from w_avg  [default: 500; quick: 10]')
@@ -117,7 +87,7 @@ def main(preset, network, regressor, seeds, baseline_steps, refine_steps, optimi
     device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d)
     if jobs is None:
         jobs = min(len(seeds), os.cpu_count() or 1) if torch.device(device).type == 'cpu' else 1
-    results = measure_all(G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d,
+    results = common.measure_all(measure, G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d,
                           baseline_steps=baseline_steps, refine_steps=refine_steps, optimizer=optimizer,
                           baseline_optimizer=baseline_optimizer, lr=lr)
     rows, curves = [r for r, _ in results], [c for _, c in results]

@@ -30,9 +30,7 @@ On a CPU the images are measured in parallel, one process per image (--jobs), as
     python benchmarks/tuning.py --quick    # ~2 minutes
 """
 
-import concurrent.futures
 import copy
-import multiprocessing
 import os
 import pickle
 import tempfile
@@ -45,7 +43,6 @@ import torch
 
 import common
 from eg3d_regressor_plugin import tuning
-from eg3d_regressor_plugin.invert import Inverter
 from eg3d_regressor_plugin.optimize import optimize_w
 
 CHECKPOINTS = [0, 1, 2, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 350]
@@ -128,31 +125,6 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
     return row, curve, files
 
 
-_WORKER = {}
-
-
-def _init_worker(threads, network_pkl, regressor, device, eg3d):
-    torch.set_num_threads(threads)
-    G, _ = common.generator(network_pkl, device=device, eg3d=eg3d)
-    _WORKER.update(G=G, inverter=Inverter(G, regressor, device=device, cuda_graph=False))
-
-
-def _measure_in_worker(sample, kwargs):
-    return measure(_WORKER['G'], _WORKER['inverter'], sample, **kwargs)
-
-
-def measure_all(G, samples, jobs, network_pkl, regressor, device, eg3d, **kwargs):
-    if jobs <= 1:
-        inverter = Inverter(G, regressor, device=device, cuda_graph=False)
-        return [measure(G, inverter, s, device=device, **kwargs) for s in samples]
-    threads = max(1, torch.get_num_threads() // jobs)
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
-                                                initializer=_init_worker,
-                                                initargs=(threads, str(network_pkl), str(regressor), str(device),
-                                                          eg3d)) as pool:
-        return list(pool.map(_measure_in_worker, samples, [dict(kwargs, device=str(device))] * len(samples)))
-
-
 def at_step(hist, k):
     return hist[k] if k < len(hist) else None
 
@@ -181,7 +153,7 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, l
     # The full network pickle of this generator: --network, or the preset's, which
     # presets.save_network_pkl wrote (G, D, G_ema).
     full_bytes = Path(pkl).stat().st_size
-    results = measure_all(G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
+    results = common.measure_all(measure, G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
                           tune_steps=tune_steps, refine_steps=refine_steps, locality_every=locality_every,
                           full_pkl_bytes=full_bytes)
     rows, curves, files = [r for r, _, _ in results], [c for _, c, _ in results], [f for _, _, f in results]

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import importlib
 import os
-import pickle
 import subprocess
 import sys
 import types

@@ -14,7 +14,8 @@ from tqdm import tqdm
 from . import metrics as M
 from .errors import UserError, extra_available
 from .files import atomic_path
-from .invert import load_input, reconstruct
+from .inputs import load_input
+from .invert import reconstruct
 from .optimize import w_avg_init
 from .render import render_image
 

@@ -132,7 +132,7 @@ def _read_details(r: _DlibReader, kind):
     elif kind == 'fc_':
         num_outputs, num_inputs = r.int(), r.int()
         params = r.tensor().ravel()
-        w, b = r.alias(), r.alias()
+        r.alias(), r.alias()  # the weight and bias aliases: read past them
         d['bias_mode'] = r.int()
         [r.float() for _ in range(4)]
         if version == 'fc_3':

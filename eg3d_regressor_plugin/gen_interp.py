@@ -51,7 +51,7 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
 
     from . import bridge, devices, sequences
     from . import latent_interp as li
-    from .errors import require_extra
+    from .errors import UserError, require_extra
     from .files import atomic_dir, check_outdir
     from .sources import Sources
 

@@ -10,7 +10,6 @@ import torch
 from . import cameras
 from .cudagraph import GraphedCall
 from .images import to_tensor
-from .inputs import load_input  # noqa: F401  (re-exported: gen, eval, edit and interp import it from here)
 
 
 class Inverter:

@@ -20,7 +20,6 @@ import os
 import queue
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 

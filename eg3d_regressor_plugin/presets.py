@@ -10,7 +10,6 @@ from . import bridge, cameras
 from .catalog import PRESETS
 from .errors import UserError
 from .files import atomic_path
-from .training.networks import count_params  # noqa: F401  (callers count a generator's parameters)
 
 
 def _rendering_kwargs(image_resolution, sr_module, depth, depth_importance):

@@ -77,7 +77,8 @@ class Sources:
         return w, c, float(yaw[0]), float(pitch[0])
 
     def _image(self, spec):
-        from .invert import Inverter, load_input
+        from .inputs import load_input
+        from .invert import Inverter
         G = self.G
         if self._inverter is None:
             self._inverter = Inverter(G, self.regressor, device=self.device)

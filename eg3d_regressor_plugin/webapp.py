@@ -16,7 +16,7 @@ session dict, return plain values (uint8 images, floats, paths) and raise errors
 visitor's mistake; they can be tested without a browser or Gradio. `build` wires them into a
 gr.Blocks page and turns a UserError into a gr.Error shown on the page (the server keeps
 running); `launch` serves it. Everything is made by the library code `gen` uses
-(invert.load_input/reconstruct, outputs.write_outputs, meshes, render, latent_interp): there is no
+(inputs.load_input/reconstruct, outputs.write_outputs, meshes, render, latent_interp): there is no
 second pipeline.
 
 Privacy: each visitor's files are written in their own folder (tempfile.mkdtemp, made on the
@@ -132,9 +132,9 @@ def _require_face(session):
 
 def _read_image(app, image, align, what='the photo'):
     """An uploaded image (a file path, as gr.Image(type='filepath') gives, or a uint8 array) ->
-    the aligned crop at the generator's resolution, by invert.load_input (gen's reader and
+    the aligned crop at the generator's resolution, by inputs.load_input (gen's reader and
     aligner). Error messages name the file by its name, not the server's path."""
-    from .invert import load_input
+    from .inputs import load_input
     if image is None:
         raise UserError(f'no image: upload {what} (or paste it, or take one with the webcam)')
     if isinstance(image, np.ndarray):  # an array (a caller of the library): the same reader, from a file

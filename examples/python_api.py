@@ -10,7 +10,8 @@ import click
 import numpy as np
 
 from eg3d_regressor_plugin import bridge, cameras, devices, meshes, render
-from eg3d_regressor_plugin.invert import Inverter, load_input
+from eg3d_regressor_plugin.inputs import load_input
+from eg3d_regressor_plugin.invert import Inverter
 from eg3d_regressor_plugin.files import save_image, save_npy
 from eg3d_regressor_plugin.images import to_uint8
 

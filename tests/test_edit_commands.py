@@ -296,7 +296,8 @@ def face_png(work, tiny_G):
 
 
 def test_edit_and_interp_from_an_image(work, regressor, face_png, tiny_G, tmp_path):
-    from eg3d_regressor_plugin.invert import Inverter, load_input
+    from eg3d_regressor_plugin.inputs import load_input
+    from eg3d_regressor_plugin.invert import Inverter
     img, _ = load_input(face_png, align=False, size=RES)
     expected = Inverter(tiny_G, regressor)(img)['w'].numpy()
     ok(run_cli('edit', '--network', work['pkl'], '--image', face_png, '--no-align', '--regressor', regressor,
