@@ -4,7 +4,7 @@ sequences), imported when the command runs so that `--help` loads neither torch 
 
 import click
 
-from .options import (Command, align_options, device_option, eg3d_option, layers_option,
+from .options import (Command, align_options, check_camera_path, device_option, eg3d_option, layers_option,
                       network_option, parse_floats, parse_pose, pose_option, regressor_option, sequence_outputs)
 
 #----------------------------------------------------------------------------
@@ -75,12 +75,7 @@ def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, 
     boundaries.load_boundary(boundary_path)
     if video:
         require_extra('video')
-    if camera_path is not None:
-        from .camera_paths import parse_camera_path
-        try:
-            parse_camera_path(camera_path, video_frames)
-        except UserError as e:
-            raise UserError(f'--camera-path: {e}') from None
+    check_camera_path(camera_path, video_frames)
     check_outdir(outdir)
 
     device = devices.get_device(device)

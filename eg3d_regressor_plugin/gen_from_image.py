@@ -4,9 +4,32 @@ import sys
 
 import click
 
-from .options import (Command, align_options, all_faces_option, camera_path_option, device_option, eg3d_option,
+from .options import (Command, align_options, check_camera_path, all_faces_option, camera_path_option, device_option, eg3d_option,
                       network_option, parse_pose, pose_option, refine_options, regressor_option, shape_options,
                       tune_options, video_input_options, video_options, workers_option)
+
+#----------------------------------------------------------------------------
+
+def _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps):
+    """The options that depend on what --image is (photos or a clip), checked before any work."""
+    from .errors import UserError, require_extra
+    if all_faces and no_align:
+        raise UserError('--all-faces needs face detection: it cannot be combined with --no-align')
+    if all_faces and face_index is not None:
+        raise UserError('--all-faces and --face-index exclude each other: --all-faces already writes every face')
+    if not no_align or all_faces:
+        require_extra('align')
+    if clip is None:
+        if max_frames is not None:
+            raise UserError('--max-frames applies to a video input only')
+        return
+    require_extra('video')
+    if pose != 'predicted':
+        raise UserError('--pose applies to photos; a video input is rendered at each frame\'s predicted camera')
+    if shapes or video or tune_steps:
+        flag = '--shapes' if shapes else '--video' if video else '--tune-steps'
+        raise UserError(f'{flag} applies to photos; a video input writes ws.npy, cs.npy, poses.json and '
+                        'side_by_side.mp4')
 
 #----------------------------------------------------------------------------
 
@@ -103,35 +126,14 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
     paths = list_images(image_spec)
     check_outdir(outdir, '--outdir')
     clip = paths[0] if len(paths) == 1 and is_video(paths[0]) else None
-    if all_faces and no_align:
-        raise UserError('--all-faces needs face detection: it cannot be combined with --no-align')
-    if all_faces and face_index is not None:
-        raise UserError('--all-faces and --face-index exclude each other: --all-faces already writes every face')
-    if not no_align or all_faces:
-        require_extra('align')
-    if clip is not None:
-        require_extra('video')
-        if pose != 'predicted':
-            raise UserError('--pose applies to photos; a video input is rendered at each frame\'s predicted camera')
-        if shapes or video:
-            raise UserError(f'{"--shapes" if shapes else "--video"} applies to photos; a video input writes '
-                            'ws.npy, cs.npy, poses.json and side_by_side.mp4')
-    elif max_frames is not None:
-        raise UserError('--max-frames applies to a video input only')
-    if camera_path is not None:
-        from .camera_paths import parse_camera_path
-        try:
-            parse_camera_path(camera_path, video_frames)
-        except UserError as e:
-            raise UserError(f'--camera-path: {e}') from None
+    _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps)
+    check_camera_path(camera_path, video_frames)
     if video:
         require_extra('video')
     if shapes and decimate:
         require_extra('mesh')
     if perceptual and not (refine_steps or tune_steps):
         raise UserError('--perceptual only applies to --refine-steps and --tune-steps; set a number of steps')
-    if tune_steps and clip is not None:
-        raise UserError('--tune-steps applies to photos; a video input is not tuned')
     from . import bridge, devices
     from .invert import Inverter
     from .pipeline import reconstruct_files

@@ -4,7 +4,7 @@ imported when the command runs so that `--help` loads neither torch nor EG3D."""
 
 import click
 
-from .options import (Command, align_options, device_option, eg3d_option, layers_option,
+from .options import (Command, align_options, check_camera_path, device_option, eg3d_option, layers_option,
                       network_option, parse_pose, pose_option, regressor_option, sequence_outputs)
 
 #----------------------------------------------------------------------------
@@ -51,7 +51,7 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
 
     from . import bridge, devices, sequences
     from . import latent_interp as li
-    from .errors import UserError, require_extra
+    from .errors import require_extra
     from .files import atomic_dir, check_outdir
     from .sources import Sources
 
@@ -60,12 +60,7 @@ def interp(network_pkl, start, end, via, regressor_path, steps, mode, layers, po
     Sources.check(specs, regressor_path, not no_align)
     if video:
         require_extra('video')
-    if camera_path is not None:
-        from .camera_paths import parse_camera_path
-        try:
-            parse_camera_path(camera_path, video_frames)
-        except UserError as e:
-            raise UserError(f'--camera-path: {e}') from None
+    check_camera_path(camera_path, video_frames)
     check_outdir(outdir)
 
     device = devices.get_device(device)

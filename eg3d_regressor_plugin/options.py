@@ -244,3 +244,14 @@ def sequence_outputs(shape_what, video_what):
         f = camera_path_option('the video', show='orbit with --orbit, else the fixed camera')(f)
         return shape_options(shape_what)(video_options(video_what)(f))
     return deco
+
+
+def check_camera_path(spec, frames):
+    """Refuse a bad --camera-path before any work: the library's message, prefixed with the flag."""
+    if spec is None:
+        return
+    from .camera_paths import parse_camera_path
+    try:
+        parse_camera_path(spec, frames)
+    except UserError as e:
+        raise UserError(f'--camera-path: {e}') from None

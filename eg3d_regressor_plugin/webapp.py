@@ -288,44 +288,49 @@ def export_current(app, session, yaw_deg, pitch_deg, video=True, progress=False)
 #----------------------------------------------------------------------------
 # The page.
 
+def guarded(fn, outputs=1, status=None):
+    """Run a handler; a visitor's mistake (a UserError) leaves the page as it was and shows
+    the message (a toast, and the status line when the event has one) instead of Gradio's
+    error overlay on every output. The server goes on serving."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            gr.Warning(str(e), duration=None)
+            out = [gr.skip()] * outputs
+            if status is not None:
+                out[status] = f'**Error:** {e}'
+            return out[0] if outputs == 1 else tuple(out)
+    return run
+
+
+def photo_input(**kwargs):
+    """gr.Image that hands the uploaded file's path to the handler even when Pillow cannot
+    open it, so the handler's reader (images.load_image) says what is wrong with the file
+    instead of Gradio's bare exception (with the server's path in it). The instance's
+    preprocess is wrapped: a subclass would make Gradio write a .pyi stub beside this module."""
+    import gradio as gr
+    component = gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard', 'webcam'], **kwargs)
+    original = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return original(payload)
+        except Exception:  # noqa: BLE001 the handler reports it
+            path = getattr(payload, 'path', None)
+            return str(path) if path else None
+    component.preprocess = preprocess
+    return component
+
+
 def build(app, title='EG3D regressor'):
     """The gr.Blocks page over `app` (an AppState)."""
     import gradio as gr
-
-    def guarded(fn, outputs=1, status=None):
-        """Run a handler; a visitor's mistake (a UserError) leaves the page as it was and shows
-        the message (a toast, and the status line when the event has one) instead of Gradio's
-        error overlay on every output. The server goes on serving."""
-        import functools
-
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except UserError as e:
-                gr.Warning(str(e), duration=None)
-                out = [gr.skip()] * outputs
-                if status is not None:
-                    out[status] = f'**Error:** {e}'
-                return out[0] if outputs == 1 else tuple(out)
-        return run
-
-    def photo_input(**kwargs):
-        """gr.Image that hands the uploaded file's path to the handler even when Pillow cannot
-        open it, so the handler's reader (images.load_image) says what is wrong with the file
-        instead of Gradio's bare exception (with the server's path in it). The instance's
-        preprocess is wrapped: a subclass would make Gradio write a .pyi stub beside this module."""
-        component = gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard', 'webcam'], **kwargs)
-        original = component.preprocess
-
-        def preprocess(payload):
-            try:
-                return original(payload)
-            except Exception:  # noqa: BLE001 the handler reports it
-                path = getattr(payload, 'path', None)
-                return str(path) if path else None
-        component.preprocess = preprocess
-        return component
 
     names = list(app.boundaries)
     queue = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
