@@ -4,9 +4,9 @@ import sys
 
 import click
 
-from .options import (Command, align_options, check_camera_path, all_faces_option, camera_path_option, device_option, eg3d_option,
-                      network_option, parse_pose, pose_option, refine_options, regressor_option, shape_options,
-                      tune_options, video_input_options, video_options, workers_option)
+from .options import (Command, align_options, all_faces_option, camera_path_option, check_camera_path, device_option,
+                      eg3d_option, network_option, parse_pose, pose_option, refine_options, regressor_option,
+                      shape_options, tune_options, video_input_options, video_options, workers_option)
 
 #----------------------------------------------------------------------------
 
