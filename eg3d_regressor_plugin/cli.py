@@ -12,6 +12,7 @@ COMMANDS = {
     'doctor': ('doctor', 'doctor'),
     'init-network': ('init_network', 'init_network'),
     'dataset': ('dataset_tool', 'make_dataset'),
+    'label': ('label', 'label'),
     'train': ('train', 'train'),
     'gen': ('gen_from_image', 'gen'),
     'eval': ('calc_metrics', 'calc_metrics'),
