@@ -38,7 +38,6 @@ import torch
 
 import common
 from eg3d_regressor_plugin import render as rendering
-from eg3d_regressor_plugin.images import to_uint8
 
 TEXTURES = ('grass', 'gravel', 'brick', 'rocket', 'coffee', 'chelsea')
 

@@ -20,7 +20,6 @@ interruption labels only the photos no finished shard holds.
 import hashlib
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,11 +71,7 @@ def label_photos(G, regressor_path, spec, dest, align=True, refine_steps=50, ref
     interrupted run. An input zip's camera labels are used (refused without them unless
     predict_pose); its images are EG3D crops already, so they are not aligned. Returns dict(dest,
     labelled, skipped: [dict(index, name, reason)], psnr_mean)."""
-    dest = Path(dest)
-    if dest.suffix.lower() != '.zip':
-        raise UserError(f'dest {dest}: must end in .zip')
-    if dest.exists():
-        raise UserError(f'dest {dest} already exists; delete it or choose another name')
+    dest = dataset_writer.check_dest(dest)
     if batch < 1 or workers < 1 or refine_steps < 0:
         raise UserError(f'batch and workers must be at least 1, refine_steps at least 0 (got {batch}, {workers}, {refine_steps})')
     kind, entries, info = real_data.read_entries(spec, what='spec')

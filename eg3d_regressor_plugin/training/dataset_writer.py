@@ -84,6 +84,16 @@ def write_items(path, start, count, items, skipped=()):
 EXTRA = 'extra.json'  # a shard's range, CSV rows and skipped inputs
 
 
+def check_dest(dest):
+    """The destination zip of a dataset, as a Path: a new .zip file (UserError otherwise)."""
+    dest = Path(dest)
+    if dest.suffix.lower() != '.zip':
+        raise UserError(f'dest {dest}: must end in .zip')
+    if dest.exists():
+        raise UserError(f'dest {dest} already exists; delete it or choose another name')
+    return dest
+
+
 class ShardStore:
     """The resumable part of writing a dataset zip (`dataset` and `label` both write through it): a
     hidden folder beside the destination (`.NAME.zip.partial/`) with the settings of the run and
@@ -247,11 +257,7 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
                      cond_pose='random', network=None, progress=True, workers=1):
     """Render `count` pairs of generator G into `dest` (a .zip), resuming an interrupted run.
     workers > 1 renders in that many spawned processes (CPU; G must be pickleable)."""
-    dest = Path(dest)
-    if dest.suffix.lower() != '.zip':
-        raise UserError(f'dest {dest}: must end in .zip')
-    if dest.exists():
-        raise UserError(f'dest {dest} already exists; delete it or choose another name')
+    dest = check_dest(dest)
     if count < 1 or batch < 1 or workers < 1:
         raise UserError(f'count, batch and workers must be at least 1 (got {count}, {batch}, {workers})')
     resolution = int(resolution or G.img_resolution)
