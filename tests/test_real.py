@@ -188,3 +188,20 @@ def test_chain_label_train_gen(tmp_path, label_zip, photos, tiny_pkl, pairs_zip)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / 'gen' / 'a_astronaut' / 'reconstruction.png').is_file()
     assert np.load(tmp_path / 'gen' / 'a_astronaut' / 'w.npy').shape == (1, 14, 512)
+
+
+@pytest.mark.eg3d
+@pytest.mark.slow
+def test_train_real_resume_continues_exactly(tmp_path, tiny_pkl, pairs_zip, eg3d_zip):
+    from eg3d_regressor_plugin.training import training_loop as loop
+    a, c = tmp_path / 'a', tmp_path / 'c'
+    a.mkdir(), c.mkdir()
+    opts = dict(FAST, data_zip=pairs_zip, real=str(eg3d_zip), id_loss=0.1)
+    loop.training_loop(a, tiny_pkl, kimg=0.008, **opts)
+    snap = a / 'regressor-snapshot-000000.pt'
+    loop.training_loop(a, tiny_pkl, kimg=0.016, resume=snap, **opts)
+    loop.training_loop(c, tiny_pkl, kimg=0.016, **opts)
+    resumed, straight = torch.load(snap, weights_only=True), torch.load(c / snap.name, weights_only=True)
+    assert resumed['state']['step'] == straight['state']['step'] == 4
+    for k, v in straight['state_dict'].items():
+        assert torch.equal(resumed['state_dict'][k], v), k
