@@ -58,11 +58,11 @@ def domain_shift(img, depth, k):
     mask = np.asarray(PIL.Image.fromarray((far * 255).astype(np.uint8)).filter(PIL.ImageFilter.GaussianBlur(1.5))) / 255.0
     out = img * (1 - mask[..., None]) + _texture(k, r) * mask[..., None]
     # a small crop shift and scale change
-    s = 1 + rng.uniform(0.03, 0.08)
+    s = 1 + rng.uniform(0.05, 0.1)
     dx, dy = rng.integers(-3, 4, size=2)
     pil = PIL.Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
     side = r / s
-    left, top = (r - side) / 2 + dx, (r - side) / 2 + dy
+    left, top = (float(np.clip((r - side) / 2 + v, 0, r - side)) for v in (dx, dy))
     pil = pil.resize((r, r), PIL.Image.BICUBIC, box=(left, top, left + side, top + side))
     pil = pil.filter(PIL.ImageFilter.GaussianBlur(0.8))
     arr = np.asarray(pil).astype(np.float32) + rng.normal(0, 4.0, size=(r, r, 3))
