@@ -104,7 +104,7 @@ def measure(G, regressor, samples, clean, refine_steps, identity, device):
     return out
 
 
-def fine_tune(G, pkl, snap, run_dir, kimg, real, data_zip, device, eg3d):
+def fine_tune(G, pkl, snap, run_dir, kimg, real, data_zip, device, eg3d, lr=1e-3):
     """Continue the synthetic run's snapshot for `kimg` more, with --real (or without: real=None)."""
     from eg3d_regressor_plugin.training.training_loop import training_loop
     ckpt = torch.load(snap, weights_only=True)
@@ -112,7 +112,7 @@ def fine_tune(G, pkl, snap, run_dir, kimg, real, data_zip, device, eg3d):
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     training_loop(run_dir, str(pkl), kimg=start + kimg, tick_kimg=max(kimg / 2, 0.004), snap=1000, batch=16,
-                  lr=3e-4, lr_rampdown=0.0, val_seeds=tuple(range(4)), grid=2, w_stats_samples=2000,
+                  lr=lr, lr_rampdown=0.0, val_seeds=tuple(range(4)), grid=2, w_stats_samples=2000,
                   data_zip=data_zip, workers=0, resume=str(snap), real=real, real_ratio=0.5, real_holdout=2,
                   device=device, eg3d=eg3d)
     return sorted(run_dir.glob('regressor-snapshot-*.pt'))[-1]
@@ -125,10 +125,11 @@ def fine_tune(G, pkl, snap, run_dir, kimg, real, data_zip, device, eg3d):
 @click.option('--ft-kimg', type=float, default=None, help='Fine-tuning length  [default: 1.6; quick: 0.032]')
 @click.option('--label-steps', type=int, default=None, help='label --refine-steps  [default: 10; quick: 2]')
 @click.option('--refine-steps', type=int, default=20, show_default=True, help='Refinement steps of the "refined" figures')
+@click.option('--ft-lr', type=float, default=1e-3, show_default=True, help='Learning rate of the fine-tuning (and of the longer synthetic run)')
 @click.option('--device', default='auto', show_default=True)
 @click.option('--quick', is_flag=True, help='A smoke run (~3 minutes)')
 @click.option('--eg3d', default=None)
-def main(preset, n_test, n_real, ft_kimg, label_steps, refine_steps, device, quick, eg3d):
+def main(preset, n_test, n_real, ft_kimg, label_steps, refine_steps, ft_lr, device, quick, eg3d):
     from eg3d_regressor_plugin import devices
     from eg3d_regressor_plugin.evaluate import identity_scorer
     from eg3d_regressor_plugin.labelling import label_photos
@@ -158,8 +159,8 @@ def main(preset, n_test, n_real, ft_kimg, label_steps, refine_steps, device, qui
                             batch=8, workers=1, device=device, progress=False)
     print(f'label: {labelled["labelled"]} images, mean PSNR {labelled["psnr_mean"]:.2f} dB ({time.time() - t0:.0f} s)', flush=True)
     t0 = time.time()
-    longer = fine_tune(G, pkl, synth, work / 'synthetic-longer', ft_kimg, None, data_zip, device, eg3d)
-    tuned = fine_tune(G, pkl, synth, work / 'fine-tuned', ft_kimg, str(work / 'labelled.zip'), data_zip, device, eg3d)
+    longer = fine_tune(G, pkl, synth, work / 'synthetic-longer', ft_kimg, None, data_zip, device, eg3d, ft_lr)
+    tuned = fine_tune(G, pkl, synth, work / 'fine-tuned', ft_kimg, str(work / 'labelled.zip'), data_zip, device, eg3d, ft_lr)
     print(f'Fine-tuning: {time.time() - t0:.0f} s', flush=True)
 
     identity = identity_scorer('dlib', device)
@@ -181,7 +182,7 @@ def main(preset, n_test, n_real, ft_kimg, label_steps, refine_steps, device, qui
           f'{verdict["psnr_gain_db"]:+.2f} dB (target >= +1), synthetic L1 x{verdict["synthetic_w_l1_ratio"]:.3f} '
           f'(target <= 1.1): {"met" if verdict["meets_target"] else "NOT met"}')
     print(f'LPIPS: not measured (no local LPIPS weights); total {time.time() - t_start:.0f} s')
-    result = dict(machine=common.machine(device), settings=dict(preset=preset, test=n_test, real=n_real, ft_kimg=ft_kimg,
+    result = dict(machine=common.machine(device), settings=dict(preset=preset, test=n_test, real=n_real, ft_kimg=ft_kimg, ft_lr=ft_lr,
                   label_steps=label_steps, refine_steps=refine_steps, synthetic_kimg=kimg, synthetic_pairs=pairs),
                   rows=rows, verdict=verdict, label_psnr=labelled['psnr_mean'], seconds=time.time() - t_start)
     print(f'Wrote {common.save("real_gap", result, quick)}')
