@@ -13,6 +13,7 @@ COMMANDS = {
     'init-network': ('init_network', 'init_network'),
     'train-heads': ('train_heads', 'train_heads'),
     'dataset': ('dataset_tool', 'make_dataset'),
+    'label': ('label', 'label'),
     'train': ('train', 'train'),
     'gen': ('gen_from_image', 'gen'),
     'eval': ('calc_metrics', 'calc_metrics'),

@@ -63,6 +63,19 @@ class _IntRange(_OneLine, click.IntRange):
 class _FloatRange(_OneLine, click.FloatRange):
     number = float
 
+def _check_real(spec, G, no_align):
+    """Refuse a --real that cannot be used before any process starts (one line naming the flag)."""
+    from .errors import require_extra
+    from .training import data, real_data
+    kind, _, info = real_data.read_entries(spec, what='--real')
+    if kind == 'zip' and info['meta'] is not None:
+        try:
+            data.PairDataset(spec, G=G)
+        except UserError as e:
+            raise UserError(f'--real {e}' if not str(e).startswith('--real') else str(e)) from None
+    elif kind == 'photos' and not no_align:
+        require_extra('align', 'dlib')
+
 #----------------------------------------------------------------------------
 
 @click.command('train', cls=Command)
@@ -103,12 +116,25 @@ class _FloatRange(_OneLine, click.FloatRange):
               help='On the fly: times each rendered pair is used')
 @click.option('--workers', type=_IntRange(min=0, why='cannot be negative'), default=2, show_default=True,
               help='DataLoader processes for --data')
+@click.option('--real', default=None, metavar='ZIP|DIR|GLOB',
+              help='Real images to mix in: an EG3D dataset zip, a `label` zip, or photos (aligned on loading)')
+@click.option('--real-ratio', type=_FloatRange(0, 1, min_open=True, why='must be in (0, 1]'), default=0.5, show_default=True,
+              help='Share of real images in each batch (with --real)')
+@click.option('--real-no-align', is_flag=True, help='--real photos are EG3D-style crops already: only resize them')
+@click.option('--id-loss', type=_FloatRange(min=0, why='cannot be negative'), default=0.1, show_default=True,
+              help='Weight of the identity loss on real images (dlib\'s face-recognition network)')
+@click.option('--real-img-loss', type=_FloatRange(min=0, why='cannot be negative'), default=1.0, show_default=True,
+              help='Weight of the pixel MSE on real images (through the generator, at the predicted pose)')
+@click.option('--real-reg', type=_FloatRange(min=0, why='cannot be negative'), default=0.1, show_default=True,
+              help='Weight of the W+ delta regularisation on real images (e4e)')
+@click.option('--real-holdout', type=_IntRange(min=0, why='cannot be negative'), default=8, show_default=True,
+              help='Real images held out for validation')
 @click.option('--desc', default=None, help='String to add to the run folder name')
 @device_option
 @eg3d_option
 def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, snap, tick_kimg, seed, data_zip, resume, gpus, input_res,
           single_w, trunc_range, cond_pose, w_loss, pose_loss, pose_loss_type, img_loss, lpips_loss, img_res, val_seeds,
-          reuse, workers, desc, device, eg3d):
+          reuse, workers, real, real_ratio, real_no_align, id_loss, real_img_loss, real_reg, real_holdout, desc, device, eg3d):
     """Train an image -> (w, pose) regressor for an EG3D generator.
 
     \b
@@ -125,6 +151,8 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, sn
           --arch psp --input-res 32 --single-w --lr-rampdown 0.5
       # Continue the newest run where it stopped:
       eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 120 --resume latest
+      # Mix in real photos (labelled by `eg3d-regress label`, or a folder aligned on loading):
+      eg3d-regress train --network tiny.pkl --data pairs.zip --outdir runs --kimg 2 --real photos/ --real-ratio 0.25
       # Two processes (DDP), another architecture:
       eg3d-regress train --network ffhq512-128.pkl --outdir runs --arch psp --gpus 2 --batch 32
     """
@@ -154,6 +182,8 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, sn
     G = bridge.load_generator(network_pkl, device='cpu', eg3d=eg3d)
     if data_zip:
         data.PairDataset(data_zip, G=G)
+    if real:
+        _check_real(real, G, real_no_align)
     resume_path = ckpt = run_dir = None
     if resume:
         resume_path, ckpt, run_dir = launch.find_resume(resume, outdir, arch)
@@ -180,9 +210,11 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, sn
                    single_w=single_w, batch=batch, kimg=kimg, lr=lr, lr_rampdown=lr_rampdown, tick_kimg=tick_kimg, snap=snap, seed=seed,
                    data_zip=data_zip, workers=workers, reuse=reuse, trunc_range=list(trunc), cond_pose=cond_pose,
                    w_loss=w_loss, pose_loss=pose_loss, pose_loss_type=pose_loss_type, img_loss=img_loss,
-                   lpips_loss=lpips_loss, img_res=img_res, val_seeds=seeds, resume=str(resume_path) if resume_path else None)
+                   lpips_loss=lpips_loss, img_res=img_res, val_seeds=seeds, resume=str(resume_path) if resume_path else None,
+                   real=real, real_ratio=real_ratio, real_align=not real_no_align, id_loss=id_loss,
+                   real_img_loss=real_img_loss, real_reg=real_reg, real_holdout=real_holdout)
     if run_dir is None:
-        name = f'{arch}-{Path(data_zip).stem if data_zip else "synth"}-gpus{world}-batch{batch}' + (f'-{desc}' if desc else '')
+        name = f'{arch}-{Path(data_zip).stem if data_zip else "synth"}-gpus{world}-batch{batch}' + ('-real' if real else '') + (f'-{desc}' if desc else '')
         run_dir = launch.next_run_dir(outdir, name)
     resume_nimg = ckpt['state']['cur_nimg'] if ckpt is not None and Path(resume_path).parent.resolve() == Path(run_dir).resolve() else None
     launch.launch_training(options, run_dir, base_device, world, eg3d=eg3d, resume_nimg=resume_nimg, torchrun=torchrun)

@@ -2,9 +2,9 @@
 EG3D's dataset_tool layout (see data.py for the layout); `eg3d-regress dataset` (dataset_tool.py)
 is its command.
 
-The work is resumable: batches are written as small shard zips into a hidden folder beside the
-destination (`.NAME.zip.partial/`), each shard atomically, and the final zip is assembled from
-them (atomically too) once all are there. Rerunning the same call after an interruption renders
+The work is resumable (ShardStore, which `label` writes through too): batches are written as
+small shard zips into a hidden folder beside the destination (`.NAME.zip.partial/`), each shard
+atomically, and the final zip is assembled from them (atomically too) once all are there. Rerunning the same call after an interruption renders
 only the samples no complete shard holds. Sample i always has the z, pose and truncation of
 sample seed derive_seed(seed, i), whatever the batch size or the number of worker processes
 (EG3D's stochastic ray sampling is seeded per batch, so a render can differ by a grey level with
@@ -15,6 +15,7 @@ with all of them (EG3D's small convolutions and ray marching use threads poorly)
 defaults to one per core there.
 """
 
+import csv
 import io
 import json
 import multiprocessing
@@ -54,36 +55,120 @@ def _npy(array):
 
 
 def write_shard(path, start, batch):
-    """One batch (a PairSampler dict) as a zip of PNGs, w files and labels, written atomically."""
+    """One batch (a PairSampler dict) as a shard zip of PNGs, w files and labels, written atomically."""
     imgs = to_uint8(batch['img'])
     ws = batch['w'].detach().cpu().numpy()
     labels = batch['c'].detach().cpu().numpy()
+    items = [dict(fname=data.image_name(start + j), img=imgs[j], w=ws[j], label=labels[j]) for j in range(len(imgs))]
+    write_items(path, start, len(items), items)
+
+
+def write_items(path, start, count, items, skipped=()):
+    """A shard zip covering input indices [start, start + count), written atomically: items (dicts
+    of fname, img uint8 HWC, w [num_ws,w_dim], label [25], optional row: a dict of figures for the
+    labels CSV) and skipped inputs (dicts of index, name, reason) that are done with too."""
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as z:
-            names = {}
-            for j in range(len(imgs)):
-                fname = data.image_name(start + j)
-                z.writestr(fname, _png(imgs[j]))
-                z.writestr(data.w_name(fname), _npy(ws[j][None]))  # (1, num_ws, w_dim) like EG3D's projectors
-                names[fname] = [float(v) for v in labels[j]]
+            names, rows = {}, {}
+            for item in items:
+                fname = item['fname']
+                z.writestr(fname, _png(item['img']))
+                z.writestr(data.w_name(fname), _npy(np.asarray(item['w'])[None]))  # (1, num_ws, w_dim) like EG3D's projectors
+                names[fname] = [float(v) for v in item['label']]
+                if item.get('row') is not None:
+                    rows[fname] = item['row']
             z.writestr('labels.json', json.dumps(names))
+            z.writestr(EXTRA, json.dumps(dict(start=start, count=count, rows=rows, skipped=list(skipped))))
 
 
-def _shards(partial):
-    """[(start, count, path)] of the complete shards, in order; a shard that does not read is removed."""
-    out = []
-    for p in sorted(partial.glob('shard-*.zip')):
-        try:
-            with zipfile.ZipFile(p) as z:
-                n = len(json.loads(z.read('labels.json')))
-            out.append((int(p.stem.split('-')[1]), n, p))
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-            p.unlink()
-    return out
+EXTRA = 'extra.json'  # a shard's range, CSV rows and skipped inputs
+
+
+def check_dest(dest):
+    """The destination zip of a dataset, as a Path: a new .zip file (UserError otherwise)."""
+    dest = Path(dest)
+    if dest.suffix.lower() != '.zip':
+        raise UserError(f'dest {dest}: must end in .zip')
+    if dest.exists():
+        raise UserError(f'dest {dest} already exists; delete it or choose another name')
+    return dest
+
+
+class ShardStore:
+    """The resumable part of writing a dataset zip (`dataset` and `label` both write through it): a
+    hidden folder beside the destination (`.NAME.zip.partial/`) with the settings of the run and
+    shard zips, each covering a range of input indices, written atomically. A rerun with the same
+    settings does only the ranges no complete shard covers; assemble() writes the final zip."""
+
+    def __init__(self, dest, settings):
+        self.dest = Path(dest)
+        self.partial = self.dest.parent / f'.{self.dest.name}.partial'
+        if self.partial.is_dir() and (self.partial / SETTINGS).is_file():
+            old = json.loads((self.partial / SETTINGS).read_text())
+            diff = [k for k in settings if old.get(k) != settings[k]]
+            if diff:
+                raise UserError(f'{self.partial} holds an unfinished dataset made with other settings ({", ".join(diff)}); '
+                                f'rerun with the same options or delete that folder')
+        else:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.partial / SETTINGS) as tmp:
+                Path(tmp).write_text(json.dumps(settings, indent=2))
+
+    def shard_path(self, start):
+        return self.partial / f'shard-{start:08d}.zip'
+
+    def shards(self):
+        """[(start, count, path)] of the complete shards, in order; a shard that does not read is removed."""
+        out = []
+        for p in sorted(self.partial.glob('shard-*.zip')):
+            try:
+                with zipfile.ZipFile(p) as z:
+                    names = z.namelist()
+                    n = (json.loads(z.read(EXTRA))['count'] if EXTRA in names else len(json.loads(z.read('labels.json'))))
+                out.append((int(p.stem.split('-')[1]), n, p))
+            except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+                p.unlink()
+        return out
+
+    def todo(self, count, batch):
+        """[(start, n)]: the indices below `count` that no complete shard covers, in runs of <= batch."""
+        return _todo(self.shards(), count, batch)
+
+    def assemble(self, count, meta, csv_columns=None):
+        """The final zip from the shards' items of inputs below `count` (each once), written
+        atomically, then the partial folder removed. With csv_columns, the items' rows go into
+        labels.csv inside the zip. Returns (labelled count, skipped inputs)."""
+        labels, rows, skipped, seen = [], {}, [], set()
+        with atomic_path(self.dest) as tmp:
+            with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as out:
+                for start, _, path in self.shards():
+                    with zipfile.ZipFile(path) as z:
+                        shard_labels = json.loads(z.read('labels.json'))
+                        extra = json.loads(z.read(EXTRA)) if EXTRA in z.namelist() else {}
+                        skipped += [s for s in extra.get('skipped', []) if s['index'] < count]
+                        for fname in sorted(shard_labels):
+                            if int(fname[-12:-4]) >= count or fname in seen:
+                                continue
+                            seen.add(fname)
+                            out.writestr(fname, z.read(fname))
+                            out.writestr(data.w_name(fname), z.read(data.w_name(fname)))
+                            labels.append([fname, shard_labels[fname]])
+                            rows[fname] = extra.get('rows', {}).get(fname)
+                labels.sort()
+                if csv_columns:
+                    out.writestr(LABELS_CSV, _csv(labels, rows, csv_columns))
+                out.writestr('dataset.json', json.dumps({'labels': labels}))
+                meta = dict(meta, format=data.DATASET_FORMAT, count=len(labels), skipped=sorted(skipped, key=lambda s: s['index']))
+                out.writestr(data.DATASET_META, json.dumps(meta, indent=2))
+        shutil.rmtree(self.partial, ignore_errors=True)
+        return len(labels), meta['skipped']
+
+
+LABELS_CSV = 'labels.csv'
 
 
 def _todo(shards, count, batch):
-    """[(start, n)]: the samples below `count` that no complete shard holds, in runs of <= batch."""
+    """[(start, n)]: the indices below `count` that no shard of `shards` covers, in runs of <= batch."""
     covered = set()
     for start, n, _ in shards:
         covered.update(range(start, start + n))
@@ -100,32 +185,20 @@ def _todo(shards, count, batch):
     return todo
 
 
-def _assemble(dest, shards, count, meta):
-    """The final zip from the shards' first `count` samples (each once), written atomically."""
-    labels, seen = [], set()
-    with atomic_path(dest) as tmp:
-        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as out:
-            for start, _, path in shards:
-                with zipfile.ZipFile(path) as z:
-                    shard_labels = json.loads(z.read('labels.json'))
-                    for fname in sorted(shard_labels):
-                        if int(fname[-12:-4]) >= count or fname in seen:
-                            continue
-                        seen.add(fname)
-                        out.writestr(fname, z.read(fname))
-                        out.writestr(data.w_name(fname), z.read(data.w_name(fname)))
-                        labels.append([fname, shard_labels[fname]])
-            if len(labels) != count:
-                raise RuntimeError(f'assembled {len(labels)} samples, expected {count}')
-            labels.sort()
-            out.writestr('dataset.json', json.dumps({'labels': labels}))
-            out.writestr(data.DATASET_META, json.dumps(dict(meta, format=data.DATASET_FORMAT, count=count), indent=2))
+def _csv(labels, rows, columns):
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(['fname'] + list(columns))
+    for fname, _ in labels:
+        row = rows.get(fname) or {}
+        writer.writerow([fname] + [row.get(c, '') for c in columns])
+    return buf.getvalue()
 
 
 def _render_shards(sampler, seed, todo, partial, done_fn=None):
     for start, n in todo:
         seeds = [data.derive_seed(seed, i) for i in range(start, start + n)]
-        write_shard(partial / f'shard-{start:08d}.zip', start, sampler.sample_seeds(seeds))
+        write_shard(Path(partial) / f'shard-{start:08d}.zip', start, sampler.sample_seeds(seeds))
         if done_fn is not None:
             done_fn(n)
 
@@ -184,11 +257,7 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
                      cond_pose='random', network=None, progress=True, workers=1):
     """Render `count` pairs of generator G into `dest` (a .zip), resuming an interrupted run.
     workers > 1 renders in that many spawned processes (CPU; G must be pickleable)."""
-    dest = Path(dest)
-    if dest.suffix.lower() != '.zip':
-        raise UserError(f'dest {dest}: must end in .zip')
-    if dest.exists():
-        raise UserError(f'dest {dest} already exists; delete it or choose another name')
+    dest = check_dest(dest)
     if count < 1 or batch < 1 or workers < 1:
         raise UserError(f'count, batch and workers must be at least 1 (got {count}, {batch}, {workers})')
     resolution = int(resolution or G.img_resolution)
@@ -197,31 +266,23 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
     sampler = data.PairSampler(G, resolution, trunc_range, cond_pose)
     settings = dict(generator=fingerprint.generator_fingerprint(G), seed=seed, trunc_range=list(sampler.trunc_range),
                     cond_pose=cond_pose, resolution=resolution, z_sampling='np.random.RandomState(derive_seed(seed, i))')
-    partial = dest.parent / f'.{dest.name}.partial'
-    if partial.is_dir() and (partial / SETTINGS).is_file():
-        old = json.loads((partial / SETTINGS).read_text())
-        diff = [k for k in settings if old.get(k) != settings[k]]
-        if diff:
-            raise UserError(f'{partial} holds an unfinished dataset made with other settings ({", ".join(diff)}); '
-                            f'rerun with the same options or delete that folder')
-    else:
-        partial.mkdir(parents=True, exist_ok=True)
-        with atomic_path(partial / SETTINGS) as tmp:
-            Path(tmp).write_text(json.dumps(settings, indent=2))
-
-    todo = _todo(_shards(partial), count, batch)
+    store = ShardStore(dest, settings)
+    todo = store.todo(count, batch)
     left = sum(n for _, n in todo)
     if left < count:
         print(f'Resuming {dest}: {count - left} of {count} samples already rendered')
     workers = min(workers, len(todo))
     with tqdm(total=count, initial=count - left, unit='img', disable=not progress, desc='Rendering') as bar:
         if workers > 1 and sampler.device.type == 'cpu':
-            _render_parallel(G, sampler, seed, todo, partial, workers, bar)
+            _render_parallel(G, sampler, seed, todo, store.partial, workers, bar)
         else:
-            _render_shards(sampler, seed, todo, partial, bar.update)
+            _render_shards(sampler, seed, todo, store.partial, bar.update)
     meta = dict(settings, network=str(network) if network else None, plugin_version=__version__,
-                created=time.strftime('%Y-%m-%d %H:%M:%S'),
-                layout='images NNNNN/imgNNNNNNNN.png, labels in dataset.json (EG3D), w in ws/NNNNN/imgNNNNNNNN.npy (1, num_ws, w_dim)')
-    _assemble(dest, _shards(partial), count, meta)
-    shutil.rmtree(partial, ignore_errors=True)
+                created=time.strftime('%Y-%m-%d %H:%M:%S'), layout=LAYOUT)
+    n, _ = store.assemble(count, meta)
+    if n != count:
+        raise RuntimeError(f'assembled {n} samples, expected {count}')
     return dest
+
+
+LAYOUT = 'images NNNNN/imgNNNNNNNN.png, labels in dataset.json (EG3D), w in ws/NNNNN/imgNNNNNNNN.npy (1, num_ws, w_dim)'

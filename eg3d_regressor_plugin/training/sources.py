@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .. import cameras
 from . import data, networks
 
 INPUT_STATS_KEY = 0x57a7  # sample-seed key of the rendered input-statistics images (training's keys differ)
@@ -110,3 +111,60 @@ class _Steps:
         while True:
             yield data.epoch_batch(step, *self.args)
             step += 1
+
+
+REAL_KEY = 0x4ea1  # seed key of the real images' epoch order (apart from a dataset zip's)
+
+
+class RealSource:
+    """Real images (real_data.load_real, in memory as uint8) in a seeded order per epoch, split
+    between the ranks like DatasetSource: batch(step) -> dict(img at the network's input
+    resolution, target (the image at its stored resolution, for the losses through the
+    generator), w, has_w, c, has_c, pose)."""
+
+    def __init__(self, real, n, seed, rank, world, device, resolution):
+        self.real = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in real.items()}
+        self.n, self.device, self.resolution = n, device, resolution
+        self.args = (n, rank, world, len(real['img']), data.derive_seed(seed, REAL_KEY))
+        yaw, pitch, _ = cameras.label_to_pose(self.real['c'].cpu())
+        self.real['pose'] = torch.stack([yaw, pitch], dim=1).to(device)
+
+    def batch(self, step):
+        idx = torch.tensor(data.epoch_batch(step, *self.args), device=self.device)
+        b = {k: self.real[k][idx] for k in ('w', 'has_w', 'c', 'has_c', 'pose')}
+        b['target'] = data.uint8_to_float(self.real['img'][idx])
+        b['img'] = networks.resize_input(b['target'], self.resolution)
+        return b
+
+    def stat_images(self, n=64):
+        return networks.resize_input(data.uint8_to_float(self.real['img'][:n]), self.resolution)
+
+
+class MixedSource:
+    """A synthetic source's pairs and a RealSource's images in one batch: dict(img (synthetic
+    first, then real: one forward pass, as DDP wants), n_syn, syn (the synthetic batch, or None),
+    real). The share of real images is fixed per batch."""
+
+    def __init__(self, synthetic, real):
+        self.synthetic, self.real = synthetic, real
+
+    @property
+    def rendered(self):
+        return self.synthetic.rendered if self.synthetic is not None else 0
+
+    @property
+    def reuse(self):
+        return getattr(self.synthetic, 'reuse', 1)
+
+    def batch(self, step):
+        real = self.real.batch(step)
+        if self.synthetic is None:
+            return dict(img=real['img'], n_syn=0, syn=None, real=real)
+        syn = self.synthetic.batch(step)
+        return dict(img=torch.cat([syn['img'], real['img']]), n_syn=len(syn['img']), syn=syn, real=real)
+
+    def stat_images(self):
+        real = self.real.stat_images()
+        if self.synthetic is None:
+            return real
+        return torch.cat([self.synthetic.stat_images(), real.to(self.real.device)])

@@ -15,17 +15,18 @@ from pathlib import Path
 import torch
 
 from .. import bridge, fingerprint
-from ..errors import extra_available
+from ..errors import UserError, extra_available
 from . import checkpoint, data, distributed, networks
 from .console import Tee, format_time
 from .loss import RegressorLoss
 from .sources import DatasetSource, RenderSource
-from .validation import save_val_grid, validate
+from .validation import save_val_grid, validate, validate_real
 
 # The arguments of training_loop that a launched run records in its snapshots (record_options).
 RECORDED = ('network_pkl', 'arch', 'arch_kwargs', 'input_res', 'single_w', 'batch', 'kimg', 'lr', 'lr_rampdown',
             'tick_kimg', 'snap', 'seed', 'data_zip', 'workers', 'reuse', 'trunc_range', 'cond_pose', 'w_loss',
-            'pose_loss', 'pose_loss_type', 'img_loss', 'lpips_loss', 'img_res', 'val_seeds', 'resume')
+            'pose_loss', 'pose_loss_type', 'img_loss', 'lpips_loss', 'img_res', 'val_seeds', 'resume',
+            'real', 'real_ratio', 'real_img_loss', 'real_lpips_loss', 'id_loss', 'real_reg', 'real_holdout', 'real_align')
 
 
 def lr_factor(progress_kimg, progress_time, rampdown):
@@ -60,6 +61,11 @@ def training_loop(
     pose_loss_type='smooth_l1',     # 'l1' or 'smooth_l1'.
     img_res=32,                     # Neural rendering resolution of the image loss.
     val_seeds=tuple(range(64)),     # Held-out validation sample seeds.
+    real=None,                      # Real images mixed in (real_data.py: an EG3D zip, a label zip, photos).
+    real_ratio=0.5,                 # Their share of each batch.
+    real_img_loss=1.0, real_lpips_loss=0.5, id_loss=0.1, real_reg=0.1,  # Real-image loss weights (real_loss.py).
+    real_holdout=8,                 # Real images held out for validation.
+    real_align=True,                # Align photos (a folder) on loading.
     grid=8,                         # Validation pairs in the snapshot image grid.
     w_stats_samples=10000,          # Samples for the w statistics.
     time_budget=None,               # Also stop after this many seconds of training (benchmarks).
@@ -97,11 +103,20 @@ def training_loop(
                                 lpips_weight=lpips_loss, pose_loss=pose_loss_type, img_res=img_res)
         sampler = data.PairSampler(G, input_res, trunc_range, cond_pose)
         batch_gpu = batch // world
-        if data_zip:
+        n_real = min(batch_gpu, max(1, round(batch_gpu * real_ratio))) if real else 0
+        source = None
+        if batch_gpu > n_real and data_zip:
             dataset = data.PairDataset(data_zip, G=G)
-            source = DatasetSource(dataset, batch_gpu, seed, rank, world, device, input_res, step, workers)
-        else:
-            source = RenderSource(sampler, batch_gpu, reuse, seed, rank)
+            source = DatasetSource(dataset, batch_gpu - n_real, seed, rank, world, device, input_res, step, workers)
+        elif batch_gpu > n_real:
+            source = RenderSource(sampler, batch_gpu - n_real, reuse, seed, rank)
+        real_val = real_identity = None
+        if real:
+            source, loss_fn, real_val, real_identity = _real_setup(
+                real, real_align, real_holdout, n_real, source, loss_fn, G, w_stats, dict(
+                    img_weight=real_img_loss, lpips_weight=real_lpips_loss, id_weight=id_loss, w_weight=w_loss,
+                    pose_weight=pose_loss, reg_weight=real_reg, img_res=img_res),
+                seed, rank, world, device, input_res, log)
         if state is None:  # the same images on every rank; a resumed network has its statistics
             t0 = time.time()
             imgs = source.stat_images()
@@ -113,7 +128,8 @@ def training_loop(
         log(f'Regressor {model.arch}: {networks.count_params(model):,} parameters, input {input_res} px, '
             f'w {model.num_ws} x {model.w_dim}{" (single w)" if model.single_w else ""}; '
             f'generator {identity["img_resolution"]} px on {device}; {world} process{"es" if world > 1 else ""}, '
-            f'batch {batch}; data: {data_zip or f"rendered on the fly, each pair used {source.reuse:g} times"}')
+            f'batch {batch}; data: {data_zip or f"rendered on the fly, each pair used {source.reuse:g} times"}'
+            + (f'; real images: {real}, {n_real * world} per batch' if real else ''))
 
         val = None
         if is_main:
@@ -165,6 +181,8 @@ def training_loop(
             tick_time = time.time() - tick_start_time
             if is_main:
                 metrics, pred_n, pred_pose = validate(model, val, w_stats)
+                if real_val is not None:
+                    metrics.update(validate_real(model, G, real_val, w_stats, real_identity))
                 sec_per_kimg = tick_time / max(cur_nimg - tick_start_nimg, 1) * 1000
                 stats = {'Progress/tick': cur_tick, 'Progress/kimg': cur_nimg / 1000, 'Progress/nimg': cur_nimg,
                          'Progress/step': step, 'Progress/rendered_this_session': rendered,
@@ -239,6 +257,32 @@ def _restore(opt, state, lr, is_main):
     return state['cur_nimg'], state['cur_tick'], state['step'], state['train_time']
 
 
+def _real_setup(spec, align, holdout, n_real, synthetic, loss_fn, G, w_stats, weights, seed, rank, world, device,
+                input_res, log):
+    """The mixed source and loss of `--real` training, the held-out real images and the identity
+    network that validates them -> (MixedSource, MixedLoss, held-out part or None, identity or None)."""
+    from . import real_data
+    from .real_loss import MixedLoss, RealImageLoss
+    from .sources import MixedSource, RealSource
+    t0 = time.time()
+    resolution = max(input_res, min(G.img_resolution, 128))  # kept in memory at this size
+    real = real_data.load_real(spec, G, resolution, align=align, log=log)
+    train_part, val_part = real_data.split_holdout(real, holdout)
+    log(f'Real images: {len(real["img"])} from {spec} ({real["kind"]}; {int(real["has_w"].sum())} with w, '
+        f'{int(real["has_c"].sum())} with camera labels), {0 if val_part is None else len(val_part["img"])} held out, '
+        f'loaded in {format_time(time.time() - t0)}')
+    real_loss = RealImageLoss(w_stats, G, log=log, **weights)
+    source = MixedSource(synthetic, RealSource(train_part, n_real, seed, rank, world, device, input_res))
+    identity = real_loss.identity
+    if identity is None and val_part is not None:
+        from ..face_identity import load_face_identity
+        try:
+            identity = load_face_identity('dlib', device)
+        except UserError:
+            log('Validation of real images without identity similarity (needs the "align" extra)')
+    return source, MixedLoss(loss_fn, real_loss), val_part, identity
+
+
 def _tensorboard(run_dir, cur_nimg, log):
     """A TensorBoard writer into run_dir (events after cur_nimg dropped), or None without the extra."""
     if extra_available('tensorboard'):
@@ -255,7 +299,9 @@ def _report_tick(log, writer, stats, losses, metrics, start_time):
         f'sec/kimg {stats["Timing/sec_per_kimg"]:<7.1f} loss {losses["total"]:<6.3f} '
         f'val w-L1 {metrics["w_l1_norm"]:.3f} (mean-w {metrics["baseline_w_l1_norm"]:.3f}, '
         f'x{metrics["w_l1_ratio"]:.2f}) pose {metrics["pose_err_deg"]:.2f} deg '
-        f'(frontal {metrics["baseline_pose_err_deg"]:.2f})')
+        f'(frontal {metrics["baseline_pose_err_deg"]:.2f})'
+        + (f' real PSNR {metrics["real_psnr"]:.2f} dB' if 'real_psnr' in metrics else '')
+        + (f' id {metrics["real_id_sim"]:.3f}' if 'real_id_sim' in metrics else ''))
     if writer is not None:
         for k, v in stats.items():
             if not k.startswith('Progress/'):

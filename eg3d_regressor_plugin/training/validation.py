@@ -50,3 +50,33 @@ def save_val_grid(path, sampler, val, pred_n, pred_pose, w_stats, num=8, cols=4)
     real = networks.resize_input(val['img'][:n], res)
     tiles = [t for pair in zip(to_uint8(real), to_uint8(fake)) for t in pair]
     save_image(path, image_grid(tiles, 2 * min(cols, n)))
+
+
+@torch.no_grad()
+def validate_real(model, G, real_val, w_stats, identity=None, chunk=8):
+    """Held-out real images (a real_data.load_real part): reconstruction PSNR (dB, of the predicted
+    w rendered at the predicted pose at the generator's resolution, against the image as saved)
+    and, with an identity network (face_identity), the identity similarity; keys real_*."""
+    from ..face_identity import identity_similarity
+    from ..metrics import psnr
+    from ..images import to_uint8
+    from . import data
+    was_training = model.training
+    model.eval()
+    dev = w_stats['center'].device
+    res = G.img_resolution
+    psnrs, sims = [], []
+    for i in range(0, len(real_val['img']), chunk):
+        target = networks.resize_input(data.uint8_to_float(real_val['img'][i:i + chunk].to(dev)), res)
+        out = model(networks.resize_input(target, model.input_resolution))
+        w = checkpoint.denormalize_w(out['w'], w_stats)
+        c = cameras.pose_to_label(out['pose'][:, 0], out['pose'][:, 1], device=dev)
+        fake = render.render(G, w, c)['image'].clamp(-1, 1)
+        psnrs += [psnr(a, b) for a, b in zip(to_uint8(target), to_uint8(fake))]
+        if identity is not None:
+            sims += identity_similarity(identity.embed(fake), identity.embed(target)).tolist()
+    model.train(was_training)
+    res = {'real_psnr': float(sum(psnrs) / len(psnrs))}
+    if sims:
+        res['real_id_sim'] = float(sum(sims) / len(sims))
+    return res
