@@ -12,12 +12,13 @@ do. Both runs use the regressor's predicted camera (as `gen` does; PTI takes its
 pose estimator, whose time is not counted). PTI's step counts (450 projection + 350 tuning steps)
 are scaled down for the tiny preset on a CPU (100 + 50, so that the run, with the regressor's
 training when it is not cached, fits 15 minutes on 2 cores): --w-steps and --tune-steps. The
-projection is optimize.optimize_w's, which optimises W+ (every level apart); PTI's projector
-optimises one w in W. W+ absorbs more of an out-of-range change (a colour shift costs it little),
-so (a) is a stronger baseline than PTI as published. (b)'s time includes the
+projection optimises one w repeated at every level, as PTI's projector does (--space w); --space
+w+ fits every level apart, which absorbs more of an out-of-range change (a colour shift costs it
+little) and makes (a) a stronger baseline than PTI as published. (b)'s time includes the
 regressor's forward pass; "time to (a)" is when (b)'s PSNR (of the generator that stopping there
-returns) first reaches (a)'s final PSNR. Identity similarity is skipped: the plugin has no
-identity network yet (tune_generator takes one as `identity`).
+returns) first reaches (a)'s final PSNR. Identity similarity (face_identity's port of dlib's
+face-recognition network, when face-recognition-models is installed) compares each final
+tuned render, and each pivot's render before tuning, with the target.
 
 The file sizes are those of save_tuned for (b)'s tuned generator on each image, in every delta
 format measured (fp16 deltas; rank-r factors of each matrix/convolution delta), against the
@@ -61,7 +62,18 @@ def out_of_range(img):
     return np.clip((x + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
-def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_every, full_pkl_bytes, device):
+def identity_or_none(device):
+    """The benchmark's identity scorer (dlib's network, ported), or None without face-recognition-models."""
+    from eg3d_regressor_plugin.evaluate import identity_scorer
+    try:
+        return identity_scorer('dlib', device)
+    except Exception as e:  # the align extra is optional: the PSNR figures stand without it
+        print(f'identity similarity skipped: {e}', flush=True)
+        return None
+
+
+def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_every, full_pkl_bytes, device, space='w'):
+    from eg3d_regressor_plugin.render import render_image
     target = out_of_range(sample['img'])
     hist_a, hist_b, hist_c = [], [], []
     out = inverter(target)  # warm-up, so that (b)'s time is the forward pass itself
@@ -70,15 +82,22 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
     c = out['c']
     t_reg = time.perf_counter() - t0
     kw = dict(locality_every=locality_every, seed=0)
-    tuning.pti_baseline(G, target, c, w_steps=w_steps, tune_steps=tune_steps,
-                        callback=lambda step, r: hist_a.append(r), **kw)
+    G_a, w_a = tuning.pti_baseline(G, target, c, w_steps=w_steps, tune_steps=tune_steps, space=space,
+                                   callback=lambda step, r: hist_a.append(r), **kw)
     G_b = tuning.tune_generator(G, target, c, out['w'], tune_steps, time_offset=t_reg,
                                 callback=lambda step, r: hist_b.append(r), **kw)
     # (c): the regressor's w refined as `gen --refine-steps` does (L-BFGS), then tuned.
     t0 = time.perf_counter()
     w_c, h_ref = optimize_w(G, target, c, out['w'], refine_steps, optimizer='lbfgs')
-    tuning.tune_generator(G, target, c, w_c, tune_steps, time_offset=t_reg + time.perf_counter() - t0,
-                          callback=lambda step, r: hist_c.append(r), **kw)
+    G_c = tuning.tune_generator(G, target, c, w_c, tune_steps, time_offset=t_reg + time.perf_counter() - t0,
+                                callback=lambda step, r: hist_c.append(r), **kw)
+    identity = identity_or_none(device)
+    ids = {}
+    if identity is not None:  # final tuned renders and the pivots' renders before tuning
+        renders = dict(a=(G_a, w_a), b=(G_b, out['w']), c=(G_c, w_c), a_pivot=(G, w_a), b_pivot=(G, out['w']),
+                       c_pivot=(G, w_c))
+        ids = {f'{k}_id': s for k, s in zip(renders, identity(target, [render_image(g, w, c)[0]
+                                                                        for g, w in renders.values()]))}
     goal, total_a = hist_a[-1]['psnr'], hist_a[-1]['seconds']
     hit = next((r for r in hist_b if r['psnr'] >= goal), None)
     hit_c = next((r for r in hist_c if r['psnr'] >= goal), None)
@@ -93,6 +112,7 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
                c_s_to_a=None if hit_c is None else hit_c['seconds'],
                c_time_ratio=None if hit_c is None else hit_c['seconds'] / total_a)
     row['c_meets_time_target'] = row['c_time_ratio'] is not None and row['c_time_ratio'] <= 0.25
+    row.update(ids)
 
     # The per-face file of (b)'s tuned generator, in each format.
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,12 +155,14 @@ def at_step(hist, k):
 @click.option('--tune-steps', type=int, default=None, help='Tuning steps of both (PTI: 350)  [default: 50; quick: 4]')
 @click.option('--refine-steps', type=int, default=None,
               help='(c): L-BFGS steps on the regressor\'s w before tuning  [default: 20; quick: 2]')
+@click.option('--space', type=click.Choice(['w', 'w+']), default='w', show_default=True,
+              help='(a)\'s projection: one w at every level (PTI) or W+')
 @click.option('--locality-every', type=int, default=4, show_default=True,
               help='Locality regulariser every N tuning steps (0: off)')
 @click.option('--jobs', type=click.IntRange(min=1), default=None,
               help='Images measured in parallel processes  [default: on a CPU one per image, at most one per core; on a GPU 1]')
 @common.regressor_options(pairs=PAIRS)
-def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, locality_every, jobs, train_kimg, train_pairs,
+def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, space, locality_every, jobs, train_kimg, train_pairs,
          device, quick, eg3d):
     from eg3d_regressor_plugin.options import parse_range
     seeds = parse_range(seeds or ('1000' if quick else '1000-1001'))
@@ -155,7 +177,7 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, l
     full_bytes = Path(pkl).stat().st_size
     results = common.measure_all(measure, G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
                           tune_steps=tune_steps, refine_steps=refine_steps, locality_every=locality_every,
-                          full_pkl_bytes=full_bytes)
+                          full_pkl_bytes=full_bytes, space=space)
     rows, curves, files = [r for r, _, _ in results], [c for _, c, _ in results], [f for _, _, f in results]
 
     # Mean over images at a few tuning steps: PSNR and seconds of both.
@@ -170,7 +192,7 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, l
                           c_psnr=float(np.mean([r['psnr'] for r in r3])), c_s=float(np.mean([r['seconds'] for r in r3]))))
     print()
     print(f'PSNR (dB) and seconds against tuning steps, mean over {len(rows)} image(s); (a) tunes after '
-          f'{w_steps} W projection steps')
+          f'{w_steps} {space.upper()} projection steps')
     print(common.table(table, [('tune_step', 'tuning step'), ('a_psnr', '(a) PTI PSNR'), ('a_s', '(a) s'),
                                ('b_psnr', '(b) regressor PSNR'), ('b_s', '(b) s'),
                                ('c_psnr', f'(c) +{refine_steps} L-BFGS PSNR'), ('c_s', '(c) s')]))
@@ -181,6 +203,12 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, l
                               ('meets_time_target', '<= 1/4'), ('c_pivot_psnr', '(c) pivot'),
                               ('c_final', '(c) final'), ('c_s_to_a', '(c) s to (a)'), ('c_time_ratio', 'ratio'),
                               ('c_meets_time_target', '<= 1/4')]))
+    if 'a_id' in rows[0]:
+        print()
+        print('Identity similarity to the target (dlib\'s network, ported): the pivot before tuning -> after')
+        print(common.table(rows, [('seed', 'seed'), ('a_pivot_id', '(a) pivot'), ('a_id', '(a) tuned'),
+                                  ('b_pivot_id', '(b) pivot'), ('b_id', '(b) tuned'),
+                                  ('c_pivot_id', '(c) pivot'), ('c_id', '(c) tuned')]))
     size_rows = []
     for name in FORMATS:
         vals = [f['formats'][name] for f in files]
@@ -193,10 +221,19 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, l
           f'the generator alone {files[0]["g_pkl_bytes"]}); PSNR loss: worst image')
     print(common.table(size_rows, [('format', 'format'), ('bytes', 'bytes'), ('vs_full_pkl', 'x network pickle'),
                                    ('vs_g_pkl', 'x G pickle'), ('psnr_loss_db', 'PSNR loss dB')]))
+    print()
+    ratios = [r['time_ratio'] for r in rows]
+    print('Target (b) reaches (a)\'s final PSNR in <= 1/4 of (a)\'s time: '
+          + ('met' if all(r['meets_time_target'] for r in rows) else 'NOT met')
+          + ' (ratios ' + ', '.join('never' if x is None else f'{x:.2f}' for x in ratios) + ')')
+    print('Target per-face file <= 1/10 of the network pickle: '
+          + ('met' if all(r['meets_size_target'] for r in rows) else 'NOT met')
+          + f' ({np.mean([r["file_vs_pkl"] for r in rows]):.3f}x with rank-16 deltas)')
     path = common.save('tuning', dict(
         benchmark='tuning', machine=common.machine(device), network=str(pkl), regressor=str(reg), jobs=jobs,
         w_steps=w_steps, tune_steps=tune_steps, locality_every=locality_every, lr=tuning.PTI_LR, quick=quick,
-        out_of_range=dict(colour_shift=COLOUR_SHIFT, ramp=RAMP), identity='skipped: no identity network',
+        out_of_range=dict(colour_shift=COLOUR_SHIFT, ramp=RAMP), space=space,
+        identity='dlib (face_identity)' if 'a_id' in rows[0] else 'skipped: face-recognition-models not installed',
         default_format='lowrank16',
         target='(b) reaches (a)\'s final PSNR within 1/4 of (a)\'s total time; per-face file <= 1/10 of the network pickle',
         meets_time_target=all(r['meets_time_target'] for r in rows), refine_steps=refine_steps,

@@ -85,11 +85,7 @@ def edit(network_pkl, image, w_path, tuned_path, regressor_path, boundary_path, 
     level_list = li.parse_layers(layers if layers is not None else meta.get('layers'), num_ws)
     sources = Sources(G, regressor_path, pose=pose, align=not no_align, face_index=face_index, device=device)
     if tuned_path is not None:  # the tuned generator renders the edits (PTI: it stays editable near its pivot)
-        from .cameras import label_to_pose
-        from .tuning import load_tuned
-        G, w_t, c_t, _ = load_tuned(tuned_path, G)
-        yaw, pitch, _ = label_to_pose(c_t.cpu())
-        src = sources.face(w_t, c_t, float(yaw[0]), float(pitch[0]), tuned_path)
+        G, src = sources.tuned(tuned_path)
     else:
         src = sources(spec)
     w0 = src['w']

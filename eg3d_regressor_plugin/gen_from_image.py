@@ -31,13 +31,25 @@ def _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, ma
         raise UserError(f'{flag} applies to photos; a video input writes ws.npy, cs.npy, poses.json and '
                         'side_by_side.mp4')
 
+def _check_tuned(tuned_path, all_faces, face_index, truncation_psi, refine_steps, tune_steps, max_frames):
+    """--tuned renders a saved face: the options that act on an input image do not apply."""
+    from .errors import UserError, check_file
+    check_file(tuned_path, 'tuned-face file (--tuned)')
+    for flag, used in (('--all-faces', all_faces), ('--face-index', face_index is not None),
+                       ('--trunc', truncation_psi != 1), ('--refine-steps', refine_steps), ('--tune-steps', tune_steps),
+                       ('--max-frames', max_frames is not None)):
+        if used:
+            raise UserError(f'{flag} applies to --image; --tuned renders the saved face as it is')
+
 #----------------------------------------------------------------------------
 
 @click.command('gen', cls=Command)
 @network_option()
-@regressor_option()
-@click.option('--image', 'image_spec', required=True, metavar='PATH|DIR|GLOB',
+@regressor_option(required=False, help='Regressor checkpoint trained for this network (needed with --image)')
+@click.option('--image', 'image_spec', metavar='PATH|DIR|GLOB',
               help='Image file, folder of images, glob pattern, or a video file (.mp4, .mov, .avi, .mkv, .webm, ...)')
+@click.option('--tuned', 'tuned_path', metavar='PT', help='Instead of --image: a tuned face (gen --tune-steps\'s '
+              'tuned.pt) loaded back onto --network, rendered with every output but input.png and comparison.png')
 @click.option('--outdir', required=True, metavar='DIR', help='Where to write one folder per image')
 @align_options('the image')
 @all_faces_option
@@ -58,7 +70,7 @@ def _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, ma
 @click.option('--reload-modules', is_flag=True, help='Rebuild the generator from the checkout\'s code')
 @eg3d_option
 @device_option
-def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, all_faces, pose_spec, truncation_psi,
+def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, face_index, all_faces, pose_spec, truncation_psi,
         views, shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, camera_path, smooth,
         max_frames, workers, refine_steps, refine_optimizer, refine_lr, tune_steps, tune_lr, perceptual, reload_modules, eg3d,
         device):
@@ -98,8 +110,9 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
     camera (pivotal tuning, PTI's losses: pixel, perceptual with --perceptual, and a locality
     regulariser): every output comes from the tuned generator, comparison.png adds the render
     before tuning, tune.json holds the PSNR of every step and tuned.pt only what tuning changed
-    (low-rank deltas, w and c; a few percent of a network pickle). `edit --tuned` and
-    `interp --tuned` load it back onto the same network pickle.
+    (low-rank deltas, w and c; a few percent of a network pickle). `gen --tuned`, `edit --tuned`
+    and `interp --tuned` load it back onto the same network pickle: `gen --tuned tuned.pt`
+    writes OUTDIR/<face>/ again (no input.png or comparison.png), from the tuned generator.
 
     A bad image is named in the summary and the others are still written; the exit status is then
     non-zero. Each image's folder appears only once it is complete. A disk that fills up ends the
@@ -116,6 +129,11 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
     # A folder of EG3D renders (already cropped), a mesh, an orbit video, 50 refinement steps.
     python -m eg3d_regressor_plugin.gen_from_image --network=G.pkl --regressor=regressor.pt \\
         --image='renders/*.png' --no-align --shapes --shape-format=.ply --video --refine-steps=50 --outdir=out
+
+    \b
+    # Pivotal tuning (100 steps) saved as a small per-face file, then rendered again from it.
+    eg3d-regress gen --network=ffhq512-128.pkl --regressor=regressor.pt --image=face.jpg --tune-steps=100 --outdir=out
+    eg3d-regress gen --network=ffhq512-128.pkl --tuned=out/face/tuned.pt --video --outdir=again
     """
     # Every check that needs no network runs first, so a mistake costs nothing and writes nothing.
     from .errors import UserError, require_extra
@@ -123,10 +141,18 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
     from .images import list_images
     from .video_input import is_video
     pose = parse_pose(pose_spec)
-    paths = list_images(image_spec)
+    if (image_spec is None) == (tuned_path is None):
+        raise UserError('give --image PATH|DIR|GLOB (with --regressor) or --tuned PT (a face saved by --tune-steps)')
+    if tuned_path is not None:
+        _check_tuned(tuned_path, all_faces, face_index, truncation_psi, refine_steps, tune_steps, max_frames)
+        paths, clip = [], None
+    else:
+        if regressor_path is None:
+            raise UserError('--image needs --regressor R.pt (the regressor trained for --network)')
+        paths = list_images(image_spec)
+        clip = paths[0] if len(paths) == 1 and is_video(paths[0]) else None
+        _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps)
     check_outdir(outdir, '--outdir')
-    clip = paths[0] if len(paths) == 1 and is_video(paths[0]) else None
-    _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps)
     check_camera_path(camera_path, video_frames)
     if video:
         require_extra('video')
@@ -139,6 +165,18 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
     from .pipeline import reconstruct_files
     device = devices.get_device(device)
     G = bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
+    output_kwargs = dict(views=views, shapes=shapes, shape_res=shape_res, shape_format=shape_format,
+                         mesh_clean=mesh_clean, decimate=decimate, video=video, video_frames=video_frames, fps=fps,
+                         camera_path=camera_path, progress=sys.stderr.isatty())
+    if tuned_path is not None:
+        from pathlib import Path
+        from .pipeline import render_tuned_face
+        from .sources import tuned_name
+        folder = Path(outdir) / tuned_name(tuned_path)
+        render_tuned_face(G, tuned_path, folder, pose=pose, output_kwargs=output_kwargs,
+                          meta=dict(network=str(network_pkl), tuned=str(tuned_path), pose_option=pose_spec))
+        click.echo(f'Rendered the tuned face {tuned_path} in {folder}')
+        return
     inverter = Inverter(G, regressor_path, device=device)
     if perceptual:
         from .optimize import load_perceptual
@@ -166,9 +204,7 @@ def gen(network_pkl, regressor_path, image_spec, outdir, no_align, face_index, a
         reconstruct_kwargs=dict(pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps, refine_lr=refine_lr,
                                 perceptual=perceptual, refine_optimizer=refine_optimizer, tune_steps=tune_steps,
                                 tune_lr=tune_lr, progress=progress),
-        output_kwargs=dict(views=views, shapes=shapes, shape_res=shape_res, shape_format=shape_format,
-                           mesh_clean=mesh_clean, decimate=decimate, video=video,
-                           video_frames=video_frames, fps=fps, camera_path=camera_path, progress=progress))
+        output_kwargs=output_kwargs)
     ok = len(paths) - len(failures)
     click.echo(f'{ok} of {len(paths)} image{"s" if len(paths) > 1 else ""} reconstructed in {outdir}')
     if failures:

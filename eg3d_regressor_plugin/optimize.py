@@ -112,7 +112,8 @@ class _Budget(Exception):
 
 
 def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual_weight=1.0, raw_weight=0.0,
-               callback=None, seed=_render.SEED, keep_best=True, progress=False, desc='optimise w', optimizer='adam'):
+               callback=None, seed=_render.SEED, keep_best=True, progress=False, desc='optimise w', optimizer='adam',
+               space='w+'):
     """Optimise W+ codes so that G renders `target` at camera `c`; the camera stays fixed.
 
     G: EG3D generator (its parameters are not changed). target: uint8 HWC array or [N,3,H,W] in
@@ -129,12 +130,17 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
     is deterministic, which L-BFGS needs. With 'lbfgs' the best evaluated w is always returned
     (the last one may be a rejected line-search trial).
 
+    space: 'w+' optimises every level of w apart; 'w' one code per sample, repeated at every level
+    (StyleGAN's and PTI's projector; it starts from the mean of w_init's levels).
+
     Returns (w [N,num_ws,w_dim] detached, history): history[k] describes the w of the k-th
     evaluation: dict(step, loss, psnr (dB, mean over samples; of the rendered image clamped to
     [-1, 1], as saved), seconds (since start)).
     """
     if optimizer not in OPTIMIZERS:
         raise UserError(f'unknown optimizer {optimizer!r}; choose from {", ".join(OPTIMIZERS)}')
+    if space not in ('w', 'w+'):
+        raise UserError(f'space must be "w" or "w+", got {space!r}')
     device = w_init.device
     target = target_tensor(target, G.img_resolution, device)
     c = c.to(device)
@@ -143,7 +149,9 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
     nr = G.neural_rendering_resolution
     target_raw = F.interpolate(target, size=(nr, nr), mode='area')
 
-    w = w_init.detach().clone().float().requires_grad_(True)
+    num_ws = w_init.shape[1]
+    start = w_init.detach().float()
+    w = (start.mean(1, keepdim=True) if space == 'w' else start.clone()).requires_grad_(True)
     best_w = w.detach().clone()
     best_loss = torch.full((len(w),), math.inf, device=device)
     history = []
@@ -152,7 +160,7 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
 
     def evaluate(grad):
         """Loss per sample of the current w; records it and keeps the best. True: stop here."""
-        out = _render.render(G, w if grad else w.detach(), c, seed=seed, grad=grad)
+        out = _render.render(G, (w if grad else w.detach()).expand(-1, num_ws, -1), c, seed=seed, grad=grad)
         img, raw = saturate(out['image']), saturate(out['image_raw'])
         loss = (img - target).square().flatten(1).mean(1)
         if raw_weight:
@@ -168,7 +176,7 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
         history.append(record)
         bar.update(1)
         bar.set_postfix(psnr=f'{record["psnr"]:.2f}')
-        stop = callback is not None and callback(record['step'], w.detach(), record)
+        stop = callback is not None and callback(record['step'], w.detach().expand(-1, num_ws, -1), record)
         return loss, bool(stop)
 
     if optimizer == 'adam' or steps == 0:  # 0 steps: only the evaluation of w_init
@@ -210,7 +218,7 @@ def optimize_w(G, target, c, w_init, steps, lr=0.01, perceptual=None, perceptual
             pass
         keep_best = True
     bar.close()
-    return (best_w if keep_best else w.detach()), history
+    return (best_w if keep_best else w.detach()).expand(-1, num_ws, -1).contiguous(), history
 
 
 def w_avg_init(G, n=1, device=None):

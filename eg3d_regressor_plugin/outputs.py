@@ -68,7 +68,9 @@ def compute_outputs(G, img, rec, views=3, shapes=False, shape_res=256, shape_for
         items += [FileItem('tuned.pt', 'tuned', (G_base, G, w, rec['c_pred'], dict(meta or {}, tune_steps=steps))),
                   FileItem('tune.json', 'json', dict(steps=steps, history=rec['tune_history']))]
     recon, out = render.render_image(G, w, c)
-    items += [FileItem('input.png', 'image', img), FileItem('reconstruction.png', 'image', recon)]
+    if img is not None:
+        items.append(FileItem('input.png', 'image', img))
+    items.append(FileItem('reconstruction.png', 'image', recon))
     panels = [img, recon]
     if rec.get('G') is not None:
         panels.insert(1, render.render_image(G_base, w, c)[0])  # before tuning
@@ -78,7 +80,8 @@ def compute_outputs(G, img, rec, views=3, shapes=False, shape_res=256, shape_for
                   FileItem('w_regressor.npy', 'npy', _npy(rec['w_regressor'])),
                   FileItem('refine.json', 'json', dict(steps=len(rec['history']) - 1, history=rec['history']))]
         panels = [img, recon_reg] + panels[1:]
-    items.append(FileItem('comparison.png', 'image', np.concatenate(panels, axis=1)))
+    if img is not None:  # no input image: a face loaded back from its tuned-face file
+        items.append(FileItem('comparison.png', 'image', np.concatenate(panels, axis=1)))
     items += [FileItem('w.npy', 'npy', _npy(w)), FileItem('c.npy', 'npy', _npy(c))]
     depth = out['image_depth']
     items += [FileItem('depth.npy', 'npy', _npy(depth[0, 0])),

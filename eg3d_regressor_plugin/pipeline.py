@@ -197,3 +197,20 @@ def reconstruct_files(G, inverter, paths, outdir, progress=None, workers=None, a
             print(tb, end='', file=sys.stderr, flush=True)
             failures.append((paths[i], f'{paths[i]}: {type(e).__name__}: {e}'))
     return failures
+
+
+def render_tuned_face(G, tuned_path, folder, pose='predicted', output_kwargs=None, meta=None):
+    """A tuned-face file (gen --tune-steps's tuned.pt) loaded back onto G, the base generator it
+    was tuned from -> `folder` (appears only once complete) with the outputs of compute_outputs
+    but input.png and comparison.png (there is no input image): reconstruction.png at the file's
+    camera (pose 'predicted') is the tuned reconstruction again. Returns the face dict."""
+    import time
+    from .sources import Sources
+    t0 = time.perf_counter()
+    G_t, src = Sources(G, pose=pose, device=next(G.parameters()).device).tuned(tuned_path)
+    rec = dict(w=src['w'], c=src['c'], yaw=[src['yaw_own']], pitch=[src['pitch_own']], history=None, G=None,
+               seconds=dict(load=time.perf_counter() - t0))
+    items = compute_outputs(G_t, None, rec, meta=dict(source=str(tuned_path), **(meta or {})), **(output_kwargs or {}))
+    with atomic_dir(folder) as tmp:
+        write_files(tmp, items)
+    return src

@@ -28,6 +28,12 @@ def is_code(spec):
     return Path(spec).suffix.lower() == '.npy'
 
 
+def tuned_name(path):
+    """The name of a tuned face: its file's stem, or its folder's name for gen's tuned.pt."""
+    p = Path(path).resolve()
+    return p.parent.name if p.stem == 'tuned' and p.parent.name else p.stem
+
+
 class Sources:
     """Turns each image or code file into dict(w [1,num_ws,w_dim], c [1,25], yaw, pitch, source).
     Images go through the regressor (loaded once, on first use); codes are .npy files whose
@@ -90,6 +96,16 @@ class Sources:
     def __call__(self, spec):
         w, c, yaw, pitch = self._code(spec) if is_code(spec) else self._image(spec)
         return self.face(w, c, yaw, pitch, spec)
+
+    def tuned(self, path):
+        """(G_tuned, face dict) of a tuned-face file (gen --tune-steps's tuned.pt) loaded onto the
+        base generator, which must be the one it was tuned from (tuning.load_tuned refuses
+        another); pose 'predicted' is the file's camera, kept as c_own, yaw_own, pitch_own."""
+        from .tuning import load_tuned
+        G_t, w, c, _ = load_tuned(path, self.G)
+        yaw, pitch, _ = cameras.label_to_pose(c.cpu())
+        src = self.face(w.to(self.device), c.to(self.device), float(yaw[0]), float(pitch[0]), path)
+        return G_t, dict(src, c_own=c.to(self.device), yaw_own=float(yaw[0]), pitch_own=float(pitch[0]))
 
     def face(self, w, c, yaw, pitch, source):
         """The face dict of a code w with its own camera c (yaw, pitch), at the camera `pose` asks for."""

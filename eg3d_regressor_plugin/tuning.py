@@ -179,9 +179,10 @@ def tune_generator(G, target, c, w_pivot, steps, lr=PTI_LR, perceptual=None, per
 
 
 def pti_baseline(G, target, c, w_steps=PTI_W_STEPS, tune_steps=PTI_TUNE_STEPS, w_lr=PTI_W_LR, callback=None,
-                 progress=False, **tune_kwargs):
+                 progress=False, space='w', **tune_kwargs):
     """PTI as published: W projection from w_avg for w_steps (optimize.optimize_w, Adam with
-    StyleGAN's projector schedule, lr w_lr; the best w is kept), then tune_generator from it for
+    StyleGAN's projector schedule, lr w_lr, one w repeated at every level: space 'w'; 'w+' is
+    the stronger variant that fits each level apart; the best w is kept), then tune_generator from it for
     tune_steps (tune_kwargs go to it). callback(step, record) sees both stages, numbered on
     (w_steps + 1 evaluations of the projection first), with record['stage'] 'w' or 'tune' and the
     seconds counted from the start of the projection. Returns (G_tuned, w)."""
@@ -195,7 +196,7 @@ def pti_baseline(G, target, c, w_steps=PTI_W_STEPS, tune_steps=PTI_TUNE_STEPS, w
         if callback is not None:
             callback(step, dict(record, stage='w'))
     w, _ = optimize_w(G, target, c, w0, w_steps, lr=w_lr, perceptual=tune_kwargs.get('perceptual'),
-                      callback=w_cb, optimizer='adam', progress=progress, desc='PTI: project w')
+                      callback=w_cb, optimizer='adam', progress=progress, desc='PTI: project w', space=space)
 
     def t_cb(step, record):
         return callback(step, dict(record, stage='tune')) if callback is not None else False

@@ -41,6 +41,19 @@ def test_from_w_avg_raises_psnr_and_history_matches_render(tiny_G, problem):
     assert not any(p.requires_grad for p in tiny_G.parameters())
 
 
+def test_w_space_keeps_one_code_at_every_level(tiny_G, problem):
+    from eg3d_regressor_plugin.optimize import optimize_w, w_avg_init
+    w0 = w_avg_init(tiny_G)
+    w, hist = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=4, lr=0.03, space='w')
+    assert w.shape == w0.shape and not torch.equal(w, w0)
+    assert torch.equal(w, w[:, :1].expand_as(w))  # PTI's projector: one w in W, repeated
+    assert max(h['psnr'] for h in hist[1:]) > hist[0]['psnr']
+    w_plus, _ = optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=4, lr=0.03, space='w+', keep_best=False)
+    assert not torch.equal(w_plus, w_plus[:, :1].expand_as(w_plus))
+    with pytest.raises(UserError, match='space'):
+        optimize_w(tiny_G, problem['target'], problem['c'], w0, steps=1, space='z')
+
+
 def test_zero_steps_callback_and_last(tiny_G, problem):
     from eg3d_regressor_plugin.optimize import optimize_w, w_avg_init
     w0 = w_avg_init(tiny_G)

@@ -281,3 +281,47 @@ def test_edit_renders_a_tuned_face_and_refuses_another_generator(tuned_face, tin
     line = assert_one_line_error(run_cli('gen', '--network', tiny_pkl, '--regressor', tmp_path / 'x.pt', '--image',
                                          tmp_path / 'dir.npy', '--tune-steps', -1, '--outdir', tmp_path / 'g'))
     assert '--tune-steps' in line
+
+
+@pytest.mark.eg3d
+def test_gen_renders_a_tuned_face_again(tuned_face, tiny_pkl, tmp_path):
+    import numpy as np
+    import PIL.Image
+    from conftest import assert_one_line_error, run_cli
+    from eg3d_regressor_plugin.gen_from_image import gen
+    r = _cli(gen, '--network', tiny_pkl, '--tuned', tuned_face / 'tuned.pt', '--views', 2, '--outdir', tmp_path / 'g')
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    out = tmp_path / 'g' / 'face'  # named after the folder gen wrote tuned.pt into
+    assert {'reconstruction.png', 'views.png', 'depth.npy', 'w.npy', 'c.npy', 'pose.json'} <= {p.name for p in out.iterdir()}
+    assert not (out / 'input.png').exists() and not (out / 'tuned.pt').exists()
+    with PIL.Image.open(out / 'reconstruction.png') as a, PIL.Image.open(tuned_face / 'reconstruction.png') as b:
+        assert np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int)).mean() < 1.0  # the same tuned face
+    np.testing.assert_array_equal(np.load(out / 'c.npy'), np.load(tuned_face / 'c.npy'))
+    for args, match in [(['--tuned', tuned_face / 'tuned.pt', '--tune-steps', 2], '--tune-steps applies to --image'),
+                        (['--tuned', tuned_face / 'tuned.pt', '--image', tuned_face / 'input.png'], 'give --image'),
+                        ([], 'give --image'), (['--image', tuned_face / 'input.png'], '--image needs --regressor'),
+                        (['--tuned', tmp_path / 'missing.pt'], 'tuned-face file (--tuned) not found')]:
+        line = assert_one_line_error(run_cli('gen', '--network', tiny_pkl, *args, '--outdir', tmp_path / 'bad'))
+        assert match in line, (args, line)
+    assert not (tmp_path / 'bad').exists()
+
+
+@pytest.mark.eg3d
+def test_interp_from_a_tuned_face(tuned_face, tiny_G, tiny_pkl, tmp_path):
+    import numpy as np
+    import PIL.Image
+    from eg3d_regressor_plugin.gen_interp import interp
+    other = np.random.default_rng(1).standard_normal((1, 14, 512)).astype(np.float32) * 0.1
+    np.save(tmp_path / 'other.npy', other + np.load(tuned_face / 'w.npy'))
+    r = _cli(interp, '--network', tiny_pkl, '--tuned', tuned_face / 'tuned.pt', '--to', tmp_path / 'other.npy',
+             '--steps', 3, '--outdir', tmp_path / 'i')
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    np.testing.assert_array_equal(np.load(tmp_path / 'i' / 'w_000.npy'), np.load(tuned_face / 'w.npy'))
+    res = tiny_G.img_resolution
+    with PIL.Image.open(tmp_path / 'i' / 'strip.png') as im:
+        first = np.asarray(im).astype(int)[:res, :res]
+    with PIL.Image.open(tuned_face / 'reconstruction.png') as im:  # the tuned generator renders the path
+        assert np.abs(first - np.asarray(im).astype(int)).mean() < 1.0
+    untuned = render.render_image(tiny_G, torch.from_numpy(np.load(tuned_face / 'w.npy')),
+                                  torch.from_numpy(np.load(tuned_face / 'c.npy')))[0].astype(int)
+    assert np.abs(first - untuned).mean() > 1.0
