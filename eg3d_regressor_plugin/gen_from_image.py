@@ -10,8 +10,9 @@ from .options import (Command, align_options, all_faces_option, camera_path_opti
 
 #----------------------------------------------------------------------------
 
-def _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps):
-    """The options that depend on what --image is (photos or a clip), checked before any work."""
+def _check_inputs(clips, photos, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps):
+    """The options that depend on what --image is (photos, clips or both), checked before any work.
+    Options for photos only are refused when there are only clips, and the other way round."""
     from .errors import UserError, require_extra
     if all_faces and no_align:
         raise UserError('--all-faces needs face detection: it cannot be combined with --no-align')
@@ -19,11 +20,13 @@ def _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, ma
         raise UserError('--all-faces and --face-index exclude each other: --all-faces already writes every face')
     if not no_align or all_faces:
         require_extra('align')
-    if clip is None:
+    if not clips:
         if max_frames is not None:
             raise UserError('--max-frames applies to a video input only')
         return
     require_extra('video')
+    if photos:  # a folder of both: the photo options apply to its photos
+        return
     if pose != 'predicted':
         raise UserError('--pose applies to photos; a video input is rendered at each frame\'s predicted camera')
     if shapes or video or tune_steps:
@@ -47,7 +50,8 @@ def _check_tuned(tuned_path, all_faces, face_index, truncation_psi, refine_steps
 @network_option()
 @regressor_option(required=False, help='Regressor checkpoint trained for this network (needed with --image)')
 @click.option('--image', 'image_spec', metavar='PATH|DIR|GLOB',
-              help='Image file, folder of images, glob pattern, or a video file (.mp4, .mov, .avi, .mkv, .webm, ...)')
+              help='Image file, folder or glob pattern (of images and video clips), or a video file (.mp4, .mov, '
+                   '.avi, .mkv, .webm, ...)')
 @click.option('--tuned', 'tuned_path', metavar='PT', help='Instead of --image: a tuned face (gen --tune-steps\'s '
               'tuned.pt) loaded back onto --network, rendered with every output but input.png and comparison.png')
 @click.option('--outdir', required=True, metavar='DIR', help='Where to write one folder per image')
@@ -101,7 +105,7 @@ def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, f
     is tracked and its landmarks smoothed; w and the pose are smoothed over time with a Gaussian of
     sigma --smooth frames (0: off); --refine-steps refines each frame warm-started from the
     previous frame's refined w. Frames without the face are bridged from their neighbours and
-    listed.
+    listed. A folder or glob may hold clips beside photos: each clip gets such a folder.
 
     A folder is read and aligned by --workers processes while the main process regresses and
     renders and a thread writes; the files are the same as one image after another.
@@ -139,19 +143,20 @@ def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, f
     from .errors import UserError, require_extra
     from .files import check_outdir
     from .images import list_images
-    from .video_input import is_video
+    from .video_input import VIDEO_EXTS, is_video
     pose = parse_pose(pose_spec)
     if (image_spec is None) == (tuned_path is None):
         raise UserError('give --image PATH|DIR|GLOB (with --regressor) or --tuned PT (a face saved by --tune-steps)')
     if tuned_path is not None:
         _check_tuned(tuned_path, all_faces, face_index, truncation_psi, refine_steps, tune_steps, max_frames)
-        paths, clip = [], None
+        paths = clips = []
     else:
         if regressor_path is None:
             raise UserError('--image needs --regressor R.pt (the regressor trained for --network)')
-        paths = list_images(image_spec)
-        clip = paths[0] if len(paths) == 1 and is_video(paths[0]) else None
-        _check_inputs(clip, no_align, face_index, all_faces, pose, shapes, video, max_frames, tune_steps)
+        paths = list_images(image_spec, extra_exts=VIDEO_EXTS)
+        clips = [p for p in paths if is_video(p)]
+        _check_inputs(clips, len(paths) - len(clips), no_align, face_index, all_faces, pose, shapes, video, max_frames,
+                      tune_steps)
     check_outdir(outdir, '--outdir')
     check_camera_path(camera_path, video_frames)
     if video:
@@ -160,8 +165,10 @@ def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, f
         require_extra('mesh')
     if perceptual and not (refine_steps or tune_steps):
         raise UserError('--perceptual only applies to --refine-steps and --tune-steps; set a number of steps')
+    from pathlib import Path
     from . import bridge, devices
     from .invert import Inverter
+    from .outputs import output_names
     from .pipeline import reconstruct_files
     device = devices.get_device(device)
     G = bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
@@ -169,7 +176,6 @@ def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, f
                          mesh_clean=mesh_clean, decimate=decimate, video=video, video_frames=video_frames, fps=fps,
                          camera_path=camera_path, progress=sys.stderr.isatty())
     if tuned_path is not None:
-        from pathlib import Path
         from .pipeline import render_tuned_face
         from .sources import tuned_name
         folder = Path(outdir) / tuned_name(tuned_path)
@@ -186,31 +192,38 @@ def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, f
     meta = dict(network=str(network_pkl), regressor=str(regressor_path), pose_option=pose_spec,
                 truncation_psi=truncation_psi, refine_steps=refine_steps,
                 refine_optimizer=refine_optimizer if refine_steps else None, tune_steps=tune_steps)
-    if clip is not None:
-        from .video_gen import reconstruct_video
-        summaries = reconstruct_video(
-            G, inverter, clip, outdir, align=not no_align, face_index=face_index, all_faces=all_faces, smooth=smooth,
+    names = dict(zip(paths, output_names(paths)))
+    failures = []
+    if clips:
+        from .pipeline import reconstruct_clips
+        summaries, failures = reconstruct_clips(
+            G, inverter, clips, outdir, [names[p] for p in clips], single=len(paths) == 1,
+            align=not no_align, face_index=face_index, all_faces=all_faces, smooth=smooth,
             camera_path=camera_path, max_frames=max_frames, meta=meta, progress=progress,
             echo=lambda m: click.echo(m, err=True), truncation_psi=truncation_psi, refine_steps=refine_steps,
             refine_lr=refine_lr, refine_optimizer=refine_optimizer, perceptual=perceptual)
         for s in summaries:
             f = s['flicker']
-            click.echo(f'{s["frames"]} frames of {clip.name} reconstructed in {s["folder"]} (flicker of w '
-                       f'{f["w_regressor"]:.4g} -> {f["w"]:.4g} smoothed)')
+            click.echo(f'{s["frames"]} frames of {Path(s["source"]).name} reconstructed in {s["folder"]} (flicker of '
+                       f'w {f["w_regressor"]:.4g} -> {f["w"]:.4g} smoothed)')
+    photos = [p for p in paths if p not in clips]
+    if not photos and not failures:
         return
-    failures = reconstruct_files(
-        G, inverter, paths, outdir, align=not no_align, face_index=face_index, all_faces=all_faces,
+    failures += reconstruct_files(
+        G, inverter, photos, outdir, names=[names[p] for p in photos], single=len(paths) == 1,
+        align=not no_align, face_index=face_index, all_faces=all_faces,
         workers=workers, meta=meta,
         reconstruct_kwargs=dict(pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps, refine_lr=refine_lr,
                                 perceptual=perceptual, refine_optimizer=refine_optimizer, tune_steps=tune_steps,
                                 tune_lr=tune_lr, progress=progress),
         output_kwargs=output_kwargs)
     ok = len(paths) - len(failures)
-    click.echo(f'{ok} of {len(paths)} image{"s" if len(paths) > 1 else ""} reconstructed in {outdir}')
+    what = 'input' if clips else 'image'
+    click.echo(f'{ok} of {len(paths)} {what}{"s" if len(paths) > 1 else ""} reconstructed in {outdir}')
     if failures:
         for _, message in failures:
             click.echo(f'  failed: {message}', err=True)
-        raise UserError(f'{len(failures)} of {len(paths)} images failed (listed above)')
+        raise UserError(f'{len(failures)} of {len(paths)} {what}s failed (listed above)')
 
 
 if __name__ == '__main__':

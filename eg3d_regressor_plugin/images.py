@@ -20,26 +20,27 @@ MIN_SIDE = 32               # px; smaller images carry no usable face
 MAX_PIXELS = 80_000_000     # ~80 MP; below Pillow's own decompression-bomb threshold (~89 MP)
 
 
-def _is_image_file(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTS
+def _is_image_file(p: Path, extra_exts=()) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTS + tuple(extra_exts)
 
 
-def list_images(spec) -> list:
+def list_images(spec, extra_exts=()) -> list:
     """`spec` is an image file, a folder (its image files, sorted, not recursive) or a glob
     pattern ('photos/*.jpg'). A file named explicitly is returned whatever its extension, so that
-    load_image() can say what is wrong with it."""
+    load_image() can say what is wrong with it. extra_exts: more suffixes a folder or a glob
+    lists (gen: video files)."""
     s = os.path.expanduser(str(spec))
     p = Path(s)
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = sorted(q for q in p.iterdir() if _is_image_file(q))
+        files = sorted(q for q in p.iterdir() if _is_image_file(q, extra_exts))
         if not files:
             raise UserError(f'no image files ({", ".join(IMAGE_EXTS)}) in folder {s}')
         return files
     if glob.has_magic(s):
         matches = sorted(Path(q) for q in glob.glob(s))
-        files = [q for q in matches if _is_image_file(q)]
+        files = [q for q in matches if _is_image_file(q, extra_exts)]
         if not files:
             what = 'no files' if not matches else 'no image files'
             raise UserError(f'{what} match {s}')

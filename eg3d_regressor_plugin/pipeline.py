@@ -144,15 +144,19 @@ class _Writer:
 
 
 def reconstruct_files(G, inverter, paths, outdir, progress=None, workers=None, align=True, face_index=None,
-                      all_faces=False, reconstruct_kwargs=None, output_kwargs=None, meta=None, names=None):
+                      all_faces=False, reconstruct_kwargs=None, output_kwargs=None, meta=None, names=None, single=None):
     """Every input into outdir/<name>/ (with all_faces, outdir/<name>_face0/, _face1/, ...: every
     face of the photo in align.detect_faces' order), the three stages overlapping with `workers`
     reader processes (None: default_workers; 0: everything in turn in this process). Returns the
     failures as [(path, message)] in input order: a UserError's message names its file; an
-    unexpected error is printed with its traceback and listed. With a single input, its error is
-    raised instead; a WriteError (disk full, ...) is always raised, ending the run."""
+    unexpected error is printed with its traceback and listed. With a single input (`single`,
+    default: one path), its error is raised instead; a WriteError (disk full, ...) is always
+    raised, ending the run."""
     from tqdm import tqdm
     paths = list(paths)
+    if not paths:
+        return []
+    single = len(paths) == 1 if single is None else single
     names = names or output_names(paths)
     workers = default_workers(len(paths)) if workers is None else int(workers)
     rkw, okw = reconstruct_kwargs or {}, output_kwargs or {}
@@ -189,7 +193,7 @@ def reconstruct_files(G, inverter, paths, outdir, progress=None, workers=None, a
         e, tb = errors[i]
         if isinstance(e, WriteError):
             raise e
-        if len(paths) == 1:
+        if single:
             raise e
         if isinstance(e, UserError):
             failures.append((paths[i], str(e)))
@@ -214,3 +218,21 @@ def render_tuned_face(G, tuned_path, folder, pose='predicted', output_kwargs=Non
     with atomic_dir(folder) as tmp:
         write_files(tmp, items)
     return src
+
+
+def reconstruct_clips(G, inverter, clips, outdir, names, single=False, **video_kwargs):
+    """Video files -> outdir/<name>/ each (video_gen.reconstruct_video, video_kwargs go to it), one
+    after another. Returns (summaries, failures [(path, message)]), as reconstruct_files: with
+    `single` (the only input) an error is raised instead of listed; a WriteError always is."""
+    from .video_gen import reconstruct_video
+    summaries, failures = [], []
+    for path, name in zip(clips, names):
+        try:
+            summaries += reconstruct_video(G, inverter, path, outdir, name=name, **video_kwargs)
+        except WriteError:
+            raise
+        except UserError as e:
+            if single:
+                raise
+            failures.append((path, str(e)))
+    return summaries, failures

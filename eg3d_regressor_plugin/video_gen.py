@@ -194,7 +194,7 @@ def reconstruct_video(G, inverter, path, outdir, name=None, align=True, face_ind
         if missing:
             echo(f'{folder.name}: no face in {len(missing)} of {len(crops)} frames ({_ranges(missing)}); '
                  'bridged from the nearest frames with it')
-        summaries.append(dict(folder=folder, frames=len(crops), missing=missing, flicker=flick))
+        summaries.append(dict(source=str(path), folder=folder, frames=len(crops), missing=missing, flicker=flick))
     return summaries
 
 

@@ -159,6 +159,27 @@ def test_bad_video_is_one_line(tmp_path, tiny_pkl, tiny_regressor, case):
     assert words in one_line(r)
     assert not (tmp_path / 'out').exists() or list((tmp_path / 'out').iterdir()) == []
 
+def test_folder_of_clips_and_photos(tmp_path, tiny_pkl, tiny_regressor, clip, renders):
+    """A folder (and a glob) holding a clip, a photo and a broken clip: the clip gets its video
+    folder, the photo its photo folder, the broken clip is listed and the exit status is non-zero."""
+    import shutil
+    pytest.importorskip('imageio_ffmpeg')
+    src = tmp_path / 'in'
+    src.mkdir()
+    shutil.copy(clip[0], src / 'walk.mp4')
+    shutil.copy(renders / 'face0.png', src / 'face0.png')
+    (src / 'broken.mp4').write_text('not a video\n' * 50)
+    r = gen_inprocess('--network', tiny_pkl, '--regressor', tiny_regressor, '--image', src, '--no-align',
+                      '--views', 0, '--outdir', tmp_path / 'out')
+    assert r.exit_code != 0 and 'broken.mp4' in r.stderr and '1 of 3 inputs failed' in r.stderr
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['face0', 'walk']
+    assert np.load(tmp_path / 'out' / 'walk' / 'ws.npy').shape == (N, 14, 512)
+    assert (tmp_path / 'out' / 'face0' / 'reconstruction.png').is_file()
+    assert f'{N} frames of walk.mp4' in r.stdout and '2 of 3 inputs reconstructed' in r.stdout
+    ok(gen_inprocess('--network', tiny_pkl, '--regressor', tiny_regressor, '--image', src / 'w*', '--no-align',
+                     '--outdir', tmp_path / 'glob'))
+    assert sorted(p.name for p in (tmp_path / 'glob').iterdir()) == ['walk']
+
 #----------------------------------------------------------------------------
 # Every face.
 
