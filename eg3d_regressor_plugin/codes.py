@@ -26,13 +26,18 @@ def code_name(seed):
     return f'seed{seed:04d}'
 
 
+def seed_z(seed, z_dim):
+    """z [1, z_dim] (float32 numpy) of a seed as EG3D's gen_samples.py draws it."""
+    return np.random.RandomState(seed).randn(1, z_dim).astype(np.float32)
+
+
 def sample_w(G, seed, truncation_psi=1.0, device='cpu'):
     """w [1, num_ws, w_dim] of a seed as EG3D's gen_samples.py draws it: z from
-    np.random.RandomState(seed), mapped with the frontal camera as conditioning."""
+    np.random.RandomState(seed) (seed_z), mapped with the frontal camera as conditioning."""
     import torch
 
     from . import cameras
-    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float().to(device)
+    z = torch.from_numpy(seed_z(seed, G.z_dim)).to(device)
     c = cameras.frontal_label(1, device=device)
     with torch.no_grad():
         return G.mapping(z, c, truncation_psi=truncation_psi)
@@ -47,10 +52,12 @@ def filled_scores(csv_path):
     return sum(1 for r in rows[1:] if len(r) >= 2 and r[1].strip())
 
 
-def write_codes(folder, G, seeds, truncation_psi=1.0, images=True, device='cpu', network=None):
+def write_codes(folder, G, seeds, truncation_psi=1.0, images=True, device='cpu', network=None, scores=None,
+                attribute=None):
     """Write into `folder` (existing, e.g. a temporary one) <code_name>.npy per seed (float32
     [1, num_ws, w_dim]), with `images` <code_name>.png (rendered at the frontal camera), the
-    scores CSV with empty scores and the generator fingerprint."""
+    scores CSV (empty scores, or `scores` [one per seed] when known, of `attribute`) and the
+    generator fingerprint."""
     from tqdm import tqdm
 
     from . import cameras, fingerprint, render
@@ -66,11 +73,12 @@ def write_codes(folder, G, seeds, truncation_psi=1.0, images=True, device='cpu',
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator='\n')
     writer.writerow(['code_path', 'score'])
-    writer.writerows([f'{code_name(s)}.npy', ''] for s in seeds)
+    values = [''] * len(seeds) if scores is None else [f'{float(v):.6g}' for v in scores]
+    writer.writerows([f'{code_name(s)}.npy', v] for s, v in zip(seeds, values))
     (folder / SCORES_CSV).write_text(buf.getvalue())
     (folder / GENERATOR_JSON).write_text(json.dumps(dict(
         generator=fingerprint.generator_fingerprint(G), network=str(network), truncation_psi=truncation_psi,
-        seeds=[seeds[0], seeds[-1]], conditioning='frontal'), indent=2) + '\n')
+        seeds=[seeds[0], seeds[-1]], conditioning='frontal', attribute=attribute), indent=2) + '\n')
 
 #----------------------------------------------------------------------------
 # Reading codes back.

@@ -21,6 +21,7 @@ traces the SDF for the analytic hit distance, against which the volume depth is 
 
 import math
 
+import numpy as np
 import torch
 
 from . import bridge
@@ -81,6 +82,16 @@ def params_from_z(z):
 def head_params(z):
     """The true head parameters of latent codes z [N, z_dim]: {name: tensor [N]} (params_from_z)."""
     return params_from_z(z)
+
+
+def seed_scores(seeds, z_dim, name):
+    """The true value of head parameter `name` for the codes of `seeds` as sample-codes draws
+    them (codes.seed_z): float [len(seeds)], in PARAM_RANGES[name] units."""
+    from .codes import seed_z
+    if name not in PARAM_RANGES:
+        raise UserError(f'unknown head parameter {name!r}; choose from {", ".join(PARAM_NAMES)}')
+    z = torch.from_numpy(np.concatenate([seed_z(s, z_dim) for s in seeds]))
+    return params_from_z(z)[name].numpy().astype(np.float64)
 
 
 def params_to_tensor(params):

@@ -107,6 +107,13 @@ def _training_set_kwargs(G, step):
                 about='procedural heads (eg3d_regressor_plugin.heads)')
 
 
+def heads_step(network_pkl):
+    """The training step a train-heads pickle records, or None for any other EG3D pickle."""
+    kwargs = bridge.load_network_pkl(network_pkl).get('training_set_kwargs') or {}
+    step = kwargs.get('heads_step') if isinstance(kwargs, dict) else None
+    return int(step) if isinstance(step, int) else None
+
+
 def save_snapshot(out, G, D, opt, step, gen, history, config):
     """The network pickle (G, D, G_ema = G) and its state file, each written atomically. The
     global random state is left as it was (EG3D's camera sampler draws from it), so that a run

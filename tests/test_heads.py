@@ -4,13 +4,14 @@ the train-heads command."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from eg3d_regressor_plugin import bridge, heads
 from eg3d_regressor_plugin.errors import UserError
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, run_cli
 
 
 def _one(params, i=0):
@@ -222,3 +223,33 @@ def test_command_refuses_existing_out_and_missing_resume(tmp_path):
     assert '--resume' in assert_one_line_error(_cmd('--out', existing, '--steps', 1, '--device', 'cpu'))
     line = assert_one_line_error(_cmd('--out', tmp_path / 'none.pkl', '--steps', 1, '--resume', '--device', 'cpu'))
     assert 'does not exist' in line
+
+
+@pytest.mark.eg3d
+def test_sample_codes_writes_true_head_scores(eg3d_root, tmp_path, tiny_pkl):
+    """sample-codes --head-scores: scores.csv holds each seed's true head parameter (the z EG3D's
+    gen_samples.py draws for it); refused for another network, an unknown name and --trunc."""
+    import csv
+    from click.testing import CliRunner
+    from eg3d_regressor_plugin import codes, heads_training as ht
+    from eg3d_regressor_plugin.sample_codes import sample_codes
+    pkl = tmp_path / 'h.pkl'
+    ht.train_heads(pkl, steps=1, **FAST)
+    r = CliRunner().invoke(sample_codes, ['--network', str(pkl), '--count', '3', '--seed', '5', '--no-images',
+                                          '--head-scores', 'smile', '--outdir', str(tmp_path / 'c'), '--device', 'cpu'])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader((tmp_path / 'c' / 'scores.csv').read_text().splitlines()))[1:]
+    truth = heads.params_from_z(torch.from_numpy(np.concatenate([codes.seed_z(s, 32) for s in (5, 6, 7)])))['smile']
+    assert [r[0] for r in rows] == ['seed0005.npy', 'seed0006.npy', 'seed0007.npy']
+    np.testing.assert_allclose([float(r[1]) for r in rows], truth.numpy(), rtol=1e-5)
+    lo, hi = heads.PARAM_RANGES['smile']
+    assert all(lo <= float(r[1]) <= hi for r in rows)
+    data = codes.load_scores(tmp_path / 'c' / 'scores.csv')  # what `boundary` reads
+    assert len(data.scores) == 3
+    for args, message in [(['--network', tiny_pkl, '--head-scores', 'smile'], 'train-heads'),
+                          (['--network', pkl, '--head-scores', 'grin'], 'not a head parameter'),
+                          (['--network', pkl, '--head-scores', 'smile', '--trunc', '0.7'], 'no known head')]:
+        line = assert_one_line_error(run_cli('sample-codes', *args, '--count', 2, '--outdir', tmp_path / 'bad',
+                                             '--device', 'cpu'))
+        assert message in line, line
+    assert not (tmp_path / 'bad').exists()
