@@ -40,6 +40,10 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     against the input, depth error against the generator's own depth at the true pose, and the
     identity similarity id_sim of the input and the render (cosine of --identity's embeddings of
     the aligned crops; dlib's network runs on any device, no face detection needed).
+    On a generator trained by `train-heads`, the same seeds' procedural heads rendered by heads.py
+    (not by the generator): pose error against the true camera, PSNR against the true image and
+    depth error against the true depth (over the head), and the generator's own render of each
+    head (_G columns).
     On real photos (--images): PSNR and SSIM against the aligned input, id_sim, and dlib's own
     detector + descriptor (id_cos, id_dist; NaN where dlib finds no face in the render).
     Time per image. The baseline renders w_avg at the same camera as the regressor's render.
@@ -61,6 +65,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     from .errors import UserError, extra_available, require_extra
     from .evaluate import evaluate_real, evaluate_synthetic, identity_scorer, summarise, table, write_csv, write_json
     from .files import check_outdir, save_image
+    from .heads_training import heads_step
     from .images import image_grid, list_images
     from .invert import Inverter
     # Synthetic seeds by default; only photos when --images is given without --seeds.
@@ -87,6 +92,14 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
         rows += r
         grid += g
         report['synthetic'] = dict(count=len(r), seeds=seeds or DEFAULT_SEEDS, metrics=summarise(r))
+    if seed_list and heads_step(network_pkl) is not None:  # a heads generator: the truth is known
+        from .evaluate import evaluate_heads
+        r, g = evaluate_heads(G, inverter, seed_list, refine, grid_rows, scorer)
+        rows += r
+        grid += g
+        report['heads'] = dict(count=len(r), seeds=seeds or DEFAULT_SEEDS, metrics=summarise(r),
+                               truth='heads.py renders of each seed\'s head at a camera drawn from its seed; _G: '
+                                     'the generator\'s own render of that head')
     if paths:
         r, g, failures = evaluate_real(G, inverter, paths, not no_align, refine, grid_rows, face_index, scorer)
         rows += r
@@ -109,7 +122,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     if grid:
         save_image(outdir / 'grid.png', image_grid([im for row in grid for im in row], cols=len(grid[0])))
 
-    for name in ('synthetic', 'real'):
+    for name in ('synthetic', 'heads', 'real'):
         if name in report and report[name]['metrics']:
             click.echo(f'{name} ({report[name]["count"]} images):')
             for line in table(report[name]['metrics']):

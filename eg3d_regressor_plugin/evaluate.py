@@ -105,6 +105,43 @@ def evaluate_synthetic(G, inverter, seeds, refine, w_std=None, grid_rows=8, iden
     return rows, grid
 
 
+def evaluate_heads(G, inverter, seeds, refine, grid_rows=8, identity=None):
+    """For a generator trained by train-heads: held-out procedural heads rendered by heads.py
+    itself (heads_training.truth_sample; not the generator's renders), whose pose and depth are
+    known. Per head: the regressor's pose error against the true camera, PSNR/SSIM of its
+    re-render against the true image, and the depth error (EG3D world units, over the pixels the
+    head covers) of its reconstruction at the true camera against the true depth; the same for
+    the generator's own render of the head's z (suffix _G: how well it learnt the head), beside
+    the mean-w baseline. Returns (rows, grid images)."""
+    from .heads_training import synthesize, truth_sample
+    from .images import to_uint8
+    w_avg = w_avg_init(G, device=G.backbone.mapping.w_avg.device)
+    device = G.backbone.mapping.w_avg.device
+    nr = int(G.neural_rendering_resolution)
+    rows, grid = [], []
+    for seed in tqdm(seeds, desc='heads', unit='img', disable=None):
+        t = truth_sample(seed, G.z_dim, G.img_resolution, nr)
+        img, c = t['image'], t['c'].to(device)
+        row = dict(set='heads', name=f'seed{seed:04d}')
+        rec, images, codes = _measure(G, inverter, img, refine, w_avg, row, identity)
+        with torch.no_grad():
+            own = synthesize(G, t['z'].to(device), c)
+        own_img = to_uint8(own['image'].clamp(-1, 1))[0]
+        row.update(psnr_G=M.psnr(img, own_img), depth_err_G=float(M.depth_error(own['image_depth'], t['depth'],
+                                                                                t['mask'])[0]))
+        for suffix, w in codes.items():
+            depth = render_image(G, w, c)[1]['image_depth']
+            row['depth_err' + suffix] = float(M.depth_error(depth, t['depth'], t['mask'])[0])
+        for k, v in M.pose_errors(rec['yaw'], rec['pitch'], t['yaw'], t['pitch']).items():
+            row[k] = float(v[0])
+        for k, v in M.pose_errors(torch.zeros(1), torch.zeros(1), t['yaw'], t['pitch']).items():
+            row[k + '_baseline'] = float(v[0])
+        rows.append(row)
+        if len(grid) < grid_rows:
+            grid.append(_grid_row(img, images))
+    return rows, grid
+
+
 def evaluate_real(G, inverter, paths, align, refine, grid_rows=8, face_index=None, identity=None):
     """Real photos: PSNR/SSIM of the re-render (at the predicted pose) against the aligned input,
     and identity similarity of dlib face embeddings (dlib's detector and descriptor on each image:

@@ -74,6 +74,23 @@ def targets(z, c, img_resolution, nr_resolution):
                 mask=(pool(t['alpha']) > 0.98).float(), alpha=t['alpha'])
 
 
+@torch.no_grad()
+def truth_sample(seed, z_dim, img_resolution, nr_resolution):
+    """A held-out head with its truth, for measuring: z of `seed` as sample-codes draws it
+    (codes.seed_z), a camera drawn from FFHQ's pose distribution by a generator seeded with `seed`,
+    and targets() of that head there. Returns dict(z [1,z_dim], yaw, pitch [1], c [1,25], image
+    uint8 [R,R,3], depth and mask [1,1,nr,nr])."""
+    import numpy as np
+    from .codes import seed_z
+    from .images import to_uint8
+    z = torch.from_numpy(seed_z(seed, z_dim))
+    yaw, pitch = cameras.sample_poses(1, generator=torch.Generator().manual_seed(int(seed)))
+    c = cameras.pose_to_label(yaw, pitch)
+    t = targets(z, c, img_resolution, nr_resolution)
+    return dict(z=z, yaw=yaw, pitch=pitch, c=c, image=np.ascontiguousarray(to_uint8(t['image'])[0]),
+                depth=t['depth'], mask=t['mask'])
+
+
 def losses(out, tgt, depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS['raw_weight']):
     """{'image', 'raw', 'depth', 'total'} of one batch (see the module's docstring)."""
     l_img = (out['image'] - tgt['image']).abs().mean()

@@ -57,9 +57,14 @@ def pose_errors(yaw, pitch, yaw_true, pitch_true):
                 pose_err_deg=np.degrees(np.arccos(cos)))
 
 
-def depth_error(depth, depth_true):
-    """Mean absolute difference of two depth maps [N,1,h,w] in EG3D world units, per sample."""
-    return (depth.detach().float().cpu() - depth_true.detach().float().cpu()).abs().flatten(1).mean(1).numpy()
+def depth_error(depth, depth_true, mask=None):
+    """Mean absolute difference of two depth maps [N,1,h,w] in EG3D world units, per sample; over
+    the pixels where `mask` [N,1,h,w] is 1 when given (e.g. where a true surface covers them)."""
+    diff = (depth.detach().float().cpu() - depth_true.detach().float().cpu()).abs().flatten(1)
+    if mask is None:
+        return diff.mean(1).numpy()
+    m = mask.detach().float().cpu().flatten(1)
+    return ((diff * m).sum(1) / m.sum(1).clamp_min(1)).numpy()
 
 
 def cosine_similarity(a, b):

@@ -253,3 +253,33 @@ def test_sample_codes_writes_true_head_scores(eg3d_root, tmp_path, tiny_pkl):
                                              '--device', 'cpu'))
         assert message in line, line
     assert not (tmp_path / 'bad').exists()
+
+
+@pytest.mark.eg3d
+def test_eval_on_a_heads_generator_measures_against_the_truth(eg3d_root, tmp_path):
+    """eval on a train-heads pickle adds the `heads` set: pose and depth errors against heads.py's
+    truth, which evaluate_heads computes from the true camera and the analytic head."""
+    import json
+    from click.testing import CliRunner
+    from conftest import make_tiny_regressor
+    from eg3d_regressor_plugin import heads_training as ht, metrics
+    from eg3d_regressor_plugin.calc_metrics import calc_metrics
+    pkl = tmp_path / 'h.pkl'
+    ht.train_heads(pkl, steps=1, **FAST)
+    G = bridge.load_generator(pkl)
+    reg = make_tiny_regressor(G, tmp_path / 'r.pt', steps=2)
+    r = CliRunner().invoke(calc_metrics, ['--network', str(pkl), '--regressor', str(reg), '--seeds', '3-4',
+                                          '--identity', 'none', '--outdir', str(tmp_path / 'e'), '--device', 'cpu'])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    assert 'heads (2 images)' in r.output
+    report = json.loads((tmp_path / 'e' / 'metrics.json').read_text())
+    m = report['heads']['metrics']
+    for k in ('yaw_err_deg', 'pose_err_deg', 'psnr', 'depth_err', 'depth_err_baseline', 'psnr_G', 'depth_err_G'):
+        assert m[k]['count'] == 2 and np.isfinite(m[k]['mean']), k
+    # The truth: seed 3's camera and head; the pose error is the predicted camera's against it.
+    t = ht.truth_sample(3, G.z_dim, 128, 64)
+    row = next(x for x in map(dict, __import__('csv').DictReader(open(tmp_path / 'e' / 'metrics.csv')))
+               if x['set'] == 'heads' and x['name'] == 'seed0003')
+    base = metrics.pose_errors(torch.zeros(1), torch.zeros(1), t['yaw'], t['pitch'])['yaw_err_deg'][0]
+    assert float(row['yaw_err_deg_baseline']) == pytest.approx(base, rel=1e-4)
+    assert 0 < float(t['mask'].mean()) < 1 and 2.25 < float(t['depth'][t['mask'] > 0].mean()) < 3.3
