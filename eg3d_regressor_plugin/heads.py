@@ -388,3 +388,33 @@ def surface_depth(params, c, resolution=64, steps=96, step_scale=0.7, eps=1e-4):
             t = torch.where(hit, t, t + step_scale * d.clamp_min(eps))
         t = torch.where(hit & (t < RAY_END), t, torch.full_like(t, RAY_END))
     return _to_image(t[..., None], resolution)
+
+
+def fit_param(image, params, name, c, grid=9, resolution=None, **render_kwargs):
+    """Read head parameter `name` off an image: the value, over `grid` values spanning its
+    PARAM_RANGES interval (refined by a parabola through the best three), whose render of the head
+    `params` ({name: [1]} or [1]-broadcastable; `name`'s own value is ignored) at camera c [1,25]
+    is nearest to `image` (uint8 [R,R,3] or [1,3,R,R] in [-1,1]) in mean squared error. A
+    measurement for renders of a generator that learnt these heads: how far an edit moved the
+    attribute, with every other parameter held at the head's truth. Returns a float."""
+    if name not in PARAM_RANGES:
+        raise UserError(f'unknown head parameter {name!r}; choose from {", ".join(PARAM_NAMES)}')
+    x = torch.as_tensor(image)
+    if x.ndim == 3:  # uint8 HWC
+        x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
+    res = resolution or x.shape[-1]
+    lo, hi = PARAM_RANGES[name]
+    values = torch.linspace(lo, hi, grid)
+    base = {k: torch.as_tensor(v, dtype=torch.float32).reshape(-1)[:1] for k, v in params.items()}
+    errs = []
+    for v in values:
+        p = dict(base, **{name: v.reshape(1)})
+        img = render_heads(p, c, resolution=res, **render_kwargs)['image']
+        errs.append(float((img - x).square().mean()))
+    i = int(np.argmin(errs))
+    if 0 < i < grid - 1:  # the vertex of the parabola through the best three
+        e0, e1, e2 = errs[i - 1], errs[i], errs[i + 1]
+        den = e0 - 2 * e1 + e2
+        shift = 0.5 * (e0 - e2) / den if den > 0 else 0.0
+        return float(values[i] + shift * (values[1] - values[0]))
+    return float(values[i])

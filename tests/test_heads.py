@@ -283,3 +283,20 @@ def test_eval_on_a_heads_generator_measures_against_the_truth(eg3d_root, tmp_pat
     base = metrics.pose_errors(torch.zeros(1), torch.zeros(1), t['yaw'], t['pitch'])['yaw_err_deg'][0]
     assert float(row['yaw_err_deg_baseline']) == pytest.approx(base, rel=1e-4)
     assert 0 < float(t['mask'].mean()) < 1 and 2.25 < float(t['depth'][t['mask'] > 0].mean()) < 3.3
+
+
+@pytest.mark.eg3d
+@pytest.mark.parametrize('name, value', [('skin_tone', 0.7), ('smile', 2.0)])
+def test_fit_param_reads_a_parameter_off_a_render(eg3d_root, name, value):
+    """fit_param recovers a head's parameter from its render (between the grid values), the
+    measurement of the heads benchmark's edits."""
+    p = heads.default_params()
+    p[name] = torch.tensor([value])
+    c = _labels([0.0], [0.0])
+    kw = dict(hierarchical=True, n_samples=40)
+    img = heads.render_heads(p, c, resolution=64, **kw)['image']
+    lo, hi = heads.PARAM_RANGES[name]
+    est = heads.fit_param(img, p, name, c, grid=9, **kw)
+    assert abs(est - value) < 0.1 * (hi - lo), (est, value)
+    with pytest.raises(UserError, match='unknown head parameter'):
+        heads.fit_param(img, p, 'grin', c)
