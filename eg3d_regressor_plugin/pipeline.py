@@ -31,6 +31,19 @@ from .outputs import compute_outputs, output_names, write_files
 
 LOOKAHEAD = 2   # inputs read ahead per worker (bounds the memory of loaded images)
 WRITE_QUEUE = 2  # rendered folders waiting for the writer (bounds the memory of rendered files)
+# Readers and the writer run at a lower CPU priority (a higher nice value): on a CPU device the
+# renders use every core through torch's threads, and a reader or writer taking one of them at an
+# equal share stalls all of torch's threads at each of their barriers; at a lower share they fill
+# the gaps instead. Measured with benchmarks/folder_throughput.py.
+BACKGROUND_NICE = 10
+
+
+def _lower_priority():
+    """Raise the calling thread's (Linux: each thread has its own) or process's nice value."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):  # not Linux / not permitted: run at the normal priority
+        pass
 
 
 def default_workers(num_inputs):
@@ -65,7 +78,8 @@ class _Loader:
             import concurrent.futures
             import multiprocessing
             method = 'fork' if 'fork' in multiprocessing.get_all_start_methods() else 'spawn'
-            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                               initializer=_lower_priority)
             self.ahead = workers * LOOKAHEAD + 1
             # With 'fork', the executor starts all its processes at the first submit: do it now,
             # before this module starts the writer thread (a fork copies no running thread's locks).
@@ -125,6 +139,7 @@ class _Writer:
             self.errors.setdefault(index, (e, traceback.format_exc()))
 
     def _run(self):
+        _lower_priority()
         while True:
             job = self.queue.get()
             if job is None:
