@@ -273,3 +273,48 @@ def preview_grid(G, z, yaws=(-0.6, 0.0, 0.6), pitch=0.0):
         rows.append(list(to_uint8(truth['image'])) + [depth_img(truth['depth'])])
         rows.append(list(to_uint8(out['image'].cpu())) + [depth_img(out['image_depth'])])
     return image_grid([im for row in rows for im in row], len(yaws) + 1)
+
+#----------------------------------------------------------------------------
+# The shipped demo generator: its weights in a compact file inside the package, rebuilt into an
+# ordinary network pickle by `init-network --preset heads` (a trained pickle is ~17 MB; the
+# generator's weights in float16 are a fifth of that).
+
+SHIPPED = Path(__file__).resolve().parent / 'data' / 'heads-tiny.pt'
+WEIGHTS_FORMAT = 'eg3d-regressor-heads-weights'
+
+
+def export_weights(network_pkl, out):
+    """Write the compact weights file of a train-heads pickle: its G_ema's parameters and buffers
+    (float16, w_avg float32), the preset and seed it was built with and its step."""
+    data = bridge.load_network_pkl(network_pkl)
+    kwargs = data.get('training_set_kwargs') or {}
+    _check(isinstance(kwargs.get('heads_step'), int), f'{network_pkl} is not a train-heads pickle (no heads_step)')
+    G = data['G_ema']
+    state = {k: (v.detach().cpu().float() if k.endswith('w_avg') else v.detach().cpu().half())
+             for k, v in G.state_dict().items()}
+    blob = dict(format=WEIGHTS_FORMAT, version=1, preset='tiny', heads_step=kwargs['heads_step'],
+                neural_rendering_resolution=int(G.neural_rendering_resolution), state=state)
+    with atomic_path(out) as tmp:
+        torch.save(blob, tmp)
+    return Path(out)
+
+
+def shipped_networks(path=SHIPPED):
+    """(G, D, training_set_kwargs) of the demo heads generator from its weights file (the `tiny`
+    preset's classes with the file's weights; D is the preset's untrained discriminator, which
+    a pickle needs and nothing here uses)."""
+    path = Path(path)
+    _check(path.is_file(), f'the heads weights file {path} is missing: rebuild it with `eg3d-regress train-heads` '
+           'and heads_training.export_weights')
+    try:
+        blob = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise UserError(f'{path}: not a readable heads weights file ({type(e).__name__})') from None
+    _check(isinstance(blob, dict) and blob.get('format') == WEIGHTS_FORMAT, f'{path}: not a heads weights file')
+    G, D = presets.build_networks(blob['preset'], seed=0, w_avg_samples=0)
+    state = G.state_dict()
+    missing = set(state) ^ set(blob['state'])
+    _check(not missing, f'{path}: its weights do not fit the {blob["preset"]} preset ({len(missing)} names differ)')
+    G.load_state_dict({k: v.to(state[k].dtype) for k, v in blob['state'].items()})
+    G.neural_rendering_resolution = int(blob['neural_rendering_resolution'])
+    return G.eval().requires_grad_(False), D, _training_set_kwargs(G, blob['heads_step'])

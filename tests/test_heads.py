@@ -300,3 +300,61 @@ def test_fit_param_reads_a_parameter_off_a_render(eg3d_root, name, value):
     assert abs(est - value) < 0.1 * (hi - lo), (est, value)
     with pytest.raises(UserError, match='unknown head parameter'):
         heads.fit_param(img, p, 'grin', c)
+
+
+@pytest.mark.eg3d
+def test_exported_weights_rebuild_the_generator(eg3d_root, tmp_path):
+    """export_weights -> shipped_networks: the same renders (to float16 rounding), a pickle that
+    EG3D's loader reads and that says it is a heads generator; bad files are one line."""
+    from eg3d_regressor_plugin import cameras, heads_training as ht, presets, render
+    pkl = tmp_path / 'h.pkl'
+    ht.train_heads(pkl, steps=2, **FAST)
+    ht.export_weights(pkl, tmp_path / 'w.pt')
+    assert (tmp_path / 'w.pt').stat().st_size < 0.3 * pkl.stat().st_size
+    G, D, kwargs = ht.shipped_networks(tmp_path / 'w.pt')
+    presets.save_network_pkl(tmp_path / 'again.pkl', G, D, training_set_kwargs=kwargs)
+    assert ht.heads_step(tmp_path / 'again.pkl') == 2
+    G0, G1 = bridge.load_generator(pkl), bridge.load_generator(tmp_path / 'again.pkl')
+    c = cameras.frontal_label(1)
+    w = G0.mapping(torch.randn(1, 32, generator=torch.Generator().manual_seed(0)), c)
+    a, b = render.render(G0, w, c)['image'], render.render(G1, w, c)['image']
+    assert (a - b).abs().mean() < 0.01
+    with pytest.raises(UserError, match='not a train-heads pickle'):
+        ht.export_weights(_random_pkl(tmp_path), tmp_path / 'x.pt')
+    (tmp_path / 'bad.pt').write_bytes(b'garbage')
+    with pytest.raises(UserError, match='not a readable heads weights file'):
+        ht.shipped_networks(tmp_path / 'bad.pt')
+    with pytest.raises(UserError, match='missing'):
+        ht.shipped_networks(tmp_path / 'none.pt')
+
+
+def _random_pkl(tmp_path):
+    from eg3d_regressor_plugin import presets
+    path = tmp_path / 'random.pkl'
+    presets.save_network_pkl(path, *presets.build_networks('tiny', seed=0, w_avg_samples=0))
+    return path
+
+
+@pytest.mark.eg3d
+def test_init_network_heads_preset(eg3d_root, tmp_path):
+    """The shipped demo generator: init-network --preset heads writes a pickle EG3D loads, whose
+    renders are heads (close to heads.py's truth: far closer than the random generator's)."""
+    import legacy
+    from eg3d_regressor_plugin import heads_training as ht
+    if not ht.SHIPPED.is_file():
+        pytest.skip(f'no shipped heads weights at {ht.SHIPPED}')
+    r = run_cli('init-network', '--preset', 'heads', '--out', tmp_path / 'heads.pkl')
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / 'heads.pkl', 'rb') as f:
+        assert {'G', 'D', 'G_ema'} <= set(legacy.load_network_pkl(f))
+    assert ht.heads_step(tmp_path / 'heads.pkl') > 0
+    from eg3d_regressor_plugin import metrics
+    from eg3d_regressor_plugin.images import to_uint8
+    G, G_random = bridge.load_generator(tmp_path / 'heads.pkl'), bridge.load_generator(_random_pkl(tmp_path))
+    errs = {}
+    for name, g in (('heads', G), ('random', G_random)):
+        t = ht.truth_sample(3000, 32, 128, 64)
+        with torch.no_grad():
+            out = ht.synthesize(g, t['z'], t['c'])
+        errs[name] = metrics.psnr(t['image'], to_uint8(out['image'].clamp(-1, 1))[0])
+    assert errs['heads'] > errs['random'] + 3, errs
