@@ -145,6 +145,7 @@ def main():
                               ('pipelined_over_slowest', 'pipe / slowest stage'),
                               ('speedup_over_sequential', 'speedup'), ('same_w', 'same w.npy')]))
     ok = all(r['pipelined_over_slowest'] <= 1.15 for r in rows)
+    print()
     print(f'Target pipelined <= 1.15x the slowest stage alone (median of {args.repeats} interleaved runs): '
           + ('met' if ok else 'NOT met') + ' (' + ', '.join(f'{r["pipelined_over_slowest"]:.3f}' for r in rows) + ')')
     result = dict(machine=common.machine(device), workers=args.workers, views=args.views, target_ratio=1.15,

@@ -17,8 +17,9 @@ measure, beside the random tiny generator's figures, in one run.
    nearest). Reported: the boundary's accuracy, PARAM against alpha (mean over heads), the slope
    per unit alpha and its correlation, and the control's change.
 
-    python benchmarks/heads.py --network heads.pkl            # ~10 minutes on a 2-core CPU
-    python benchmarks/heads.py --network heads.pkl --quick    # a smoke run
+    python benchmarks/heads.py                      # the shipped generator; ~10 minutes on a 2-core CPU
+    python benchmarks/heads.py --network heads.pkl  # a train-heads pickle of one's own
+    python benchmarks/heads.py --quick              # a smoke run
 """
 
 import math
@@ -103,13 +104,27 @@ def edit_measure(G, attribute, control, train_seeds, test_seeds, alphas):
                 change_of_range=float((a[:, -1] - a[:, 0]).mean() / (hi - lo)))
 
 
+def shipped_pickle(eg3d=None):
+    """The shipped demo generator (init-network --preset heads) as a pickle, cached by its weights."""
+    import hashlib
+    from eg3d_regressor_plugin import bridge, presets
+    bridge.import_eg3d(eg3d)
+    sha = hashlib.sha256(ht.SHIPPED.read_bytes()).hexdigest()[:8]
+    path = common.CACHE / f'heads-{sha}.pkl'
+    if not path.is_file():
+        G, D, kwargs = ht.shipped_networks()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        presets.save_network_pkl(path, G, D, training_set_kwargs=kwargs)
+    return str(path)
+
+
 @click.command()
 @click.option('--attribute', default='skin_tone', show_default=True, help='Head parameter the edit moves')
 @click.option('--control', default='hair_lightness', show_default=True, help='Head parameter that should stay')
 @common.regressor_options(pairs=common.CPU_PAIRS // 2)
 def main(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d, attribute, control):
     if network is None:
-        raise click.UsageError('--network: a pickle written by `eg3d-regress train-heads`')
+        network = shipped_pickle(eg3d)
     device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, 'cpu', quick, eg3d)
     if ht.heads_step(pkl) is None:
         raise click.UsageError(f'{pkl} is not a train-heads pickle (no heads_step in it)')

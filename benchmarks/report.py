@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput', 'folder_throughput',
-         'video_flicker', 'app_latency', 'tuning']
+         'video_flicker', 'app_latency', 'tuning', 'heads']
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 
@@ -33,8 +33,9 @@ def headline(name):
     start, end = rules[-1] - 1, rules[-1] + 1
     while end < len(lines) and lines[end].strip():
         end += 1
-    verdict = [l for l in lines if l.startswith('Target')]
-    return '\n'.join([l for l in lines[start:end] if not l.lower().startswith('wrote ')] + verdict)
+    table = [l for l in lines[start:end] if not l.lower().startswith('wrote ')]
+    verdict = [l for l in lines if l.startswith('Target') and l not in table]
+    return '\n'.join(table + verdict)
 
 
 def section(name):
