@@ -77,7 +77,7 @@ def learning_curve(pkl, points=8):
 def edit_measure(G, attribute, control, train_seeds, test_seeds, alphas):
     codes = np.concatenate([sample_w(G, s).cpu().numpy() for s in train_seeds])
     scores = heads.seed_scores(train_seeds, G.z_dim, attribute)
-    b, info = boundaries.train_boundary(codes[:, 0], scores)
+    b, info = boundaries.train_boundary(codes[:, 0], scores, chosen_num_or_ratio=0.2)  # a known, continuous score
     c = cameras.frontal_label(1)
     est = {attribute: [], control: []}
     truth = []
