@@ -19,7 +19,7 @@ PRESETS = {
 }
 
 # train-heads' defaults (heads_training.py): heads per step, Adam's rate, loss weights, snapshot interval.
-HEADS_TRAINING = dict(batch=4, lr=3e-3, depth_weight=2.0, raw_weight=1.0, snapshot_every=50)
+HEADS_TRAINING = dict(batch=4, lr=3e-3, depth_weight=10.0, raw_weight=1.0, snapshot_every=50)
 
 ARCHS = ('vit', 'unet', 'psp')                  # training/networks.py
 COND_POSES = ('random', 'same', 'frontal')      # training/data.py
