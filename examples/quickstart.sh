@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end demo on a laptop CPU, no pretrained weights needed (about 6 minutes on 2 cores):
+# End-to-end demo on a laptop CPU, no pretrained weights needed (about 10 minutes on 2 cores):
 # the demo heads generator that ships with the plugin (EG3D's own `tiny` generator trained here by
 # `train-heads` to draw procedural 3D heads) -> a set of its renders -> a regressor trained on
 # them -> image -> w, pose -> reconstruction, novel views, depth, a .ply mesh; an interpolation

@@ -141,7 +141,7 @@ FAST = dict(batch=1, neural_rendering_resolution=16, progress=False)
 @pytest.mark.eg3d
 def test_training_reduces_the_loss(eg3d_root, tmp_path):
     """A few steps on one head (at random cameras): the loss at a fixed camera drops."""
-    from eg3d_regressor_plugin import bridge, heads_training as ht, presets
+    from eg3d_regressor_plugin import heads_training as ht, presets
     z = ht.code_pool(1, 32, seed=0)
     c = _labels([0.1], [0.05])
     tgt = ht.targets(z, c, 128, 16)
