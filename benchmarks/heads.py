@@ -126,7 +126,8 @@ def main(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3
     if network is None:
         network = shipped_pickle(eg3d)
     device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, 'cpu', quick, eg3d)
-    if ht.heads_step(pkl) is None:
+    heads_step = ht.heads_step(pkl)
+    if heads_step is None:
         raise click.UsageError(f'{pkl} is not a train-heads pickle (no heads_step in it)')
     G_random, _ = common.generator(None, 'tiny', device=device, eg3d=eg3d)
     fid_seeds = range(3000, 3002 if quick else 3006)
@@ -167,7 +168,7 @@ def main(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3
           + f'{e["change_of_range"]:+.3f} vs control {e["control_change_of_range"]:.3f} of range, correlation {e["corr"]:.2f})')
     path = common.save('heads', dict(
         benchmark='heads', machine=common.machine(device), network=str(pkl), regressor=str(reg), quick=quick,
-        heads_step=ht.heads_step(pkl), fidelity={str(k): v for k, v in fid.items()},
+        heads_step=heads_step, fidelity={str(k): v for k, v in fid.items()},
         fidelity_random={str(k): v for k, v in fid_r.items()}, learning_curve=curve, regressor_metrics=s,
         edit=e), quick)
     print(f'\nWrote {path}')

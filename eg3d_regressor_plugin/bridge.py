@@ -270,13 +270,20 @@ def load_generator(path, device='cpu', reload_modules=False, eg3d=None):
     """G_ema from an EG3D pickle, fixed, in eval mode, without gradients, on `device`.
     reload_modules rebuilds it from the checkout's own classes (as EG3D's gen_samples.py does),
     so that code changes take effect and the result can be pickled again."""
+    return load_snapshot(path, device, reload_modules, eg3d)[0]
+
+
+def load_snapshot(path, device='cpu', reload_modules=False, eg3d=None):
+    """(G_ema as load_generator gives it, the snapshot's training_set_kwargs as a dict, {} when it
+    has none), from one read of the pickle."""
     data = load_network_pkl(path, eg3d)
     G = data['G_ema']
     if not is_triplane_generator(G):
         raise UserError(f'{path}: G_ema is a {type(G).__name__}, not an EG3D TriPlaneGenerator')
     if reload_modules:
         G = rebuild_generator(G)
-    return prepare_generator(G).to(device)
+    kwargs = data.get('training_set_kwargs')
+    return prepare_generator(G).to(device), (dict(kwargs) if isinstance(kwargs, dict) else {})
 
 
 def prepare_generator(G):

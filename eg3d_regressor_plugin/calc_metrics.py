@@ -80,7 +80,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     if identity == 'dlib' and not extra_available('align'):
         identity = None  # eval works without the extra; id_sim is then left out
     scorer = identity_scorer(identity, device)  # a bad checkpoint fails before the generator loads
-    G = bridge.load_generator(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
+    G, snapshot_kwargs = bridge.load_snapshot(network_pkl, device=device, reload_modules=reload_modules, eg3d=eg3d)
     inverter = Inverter(G, regressor_path, device=device)
     w_std = inverter.predictor.w_stats['scale']
 
@@ -92,7 +92,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
         rows += r
         grid += g
         report['synthetic'] = dict(count=len(r), seeds=seeds or DEFAULT_SEEDS, metrics=summarise(r))
-    if seed_list and heads_step(network_pkl) is not None:  # a heads generator: the truth is known
+    if seed_list and heads_step(snapshot_kwargs) is not None:  # a heads generator: the truth is known
         from .evaluate import evaluate_heads
         r, g = evaluate_heads(G, inverter, seed_list, refine, grid_rows, scorer)
         rows += r

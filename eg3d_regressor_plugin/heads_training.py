@@ -124,9 +124,12 @@ def _training_set_kwargs(G, step):
                 about='procedural heads (eg3d_regressor_plugin.heads)')
 
 
-def heads_step(network_pkl):
-    """The training step a train-heads pickle records, or None for any other EG3D pickle."""
-    kwargs = bridge.load_network_pkl(network_pkl).get('training_set_kwargs') or {}
+def heads_step(snapshot):
+    """The training step a train-heads pickle records, or None for any other EG3D pickle.
+    `snapshot`: the pickle's path, or its training_set_kwargs (a dict or None, as
+    bridge.load_snapshot gives them) when the caller has loaded it already."""
+    is_path = isinstance(snapshot, (str, Path))
+    kwargs = bridge.load_network_pkl(snapshot).get('training_set_kwargs') if is_path else snapshot
     step = kwargs.get('heads_step') if isinstance(kwargs, dict) else None
     return int(step) if isinstance(step, int) else None
 
@@ -165,14 +168,34 @@ def _load_resume(out, device):
     return G, data['D'], state
 
 
+def _load_init(init):
+    """(G, D, step) to start a run from: a train-heads pickle's, or the shipped weights' ('shipped')."""
+    if str(init) == 'shipped':
+        G, D, kwargs = shipped_networks()
+        return G, D, kwargs['heads_step']
+    data = bridge.load_network_pkl(init)
+    step = heads_step(data.get('training_set_kwargs'))
+    _check(step is not None, f'init: {init} is not a train-heads pickle (no heads_step); start from one, '
+           'from "shipped", or from scratch')
+    G = bridge.rebuild_generator(data['G_ema'])
+    bridge.prepare_generator(G)
+    return G, data['D'], step
+
+
 def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], seed=0, resume=False, device='cpu',
                 preset='tiny', depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS['raw_weight'],
                 yaw_max=DEFAULTS['yaw_max'], neural_rendering_resolution=None,
-                snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, progress=True, log=None):
+                snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, init=None,
+                warmup=DEFAULTS['warmup'], progress=True, log=None):
     """Train (or, with resume, continue training) a generator to draw heads.py's heads, writing
     snapshots to `out` (an EG3D network pickle) and `state_path(out)`. `steps` is the total step
     count: a resumed run continues from its saved step up to `steps`, with its saved seed and
-    num_heads (the other settings may change). neural_rendering_resolution
+    num_heads (the other settings may change). init (a train-heads pickle, or 'shipped' for the
+    package's weights) starts a new run from that generator at its step, with a fresh optimiser
+    whose rate ramps up linearly over the first `warmup` steps (a fresh Adam's first steps are
+    lr-sized for every weight, which undoes much of a trained generator) and a data stream of
+    its own (seed, step); this is how a run whose state file is gone, or the shipped generator,
+    trains on. neural_rendering_resolution
     (default: the preset's) may be lowered for speed; the pickle keeps the preset's. num_heads
     restricts the codes to a fixed set of that many (code_pool(num_heads, z_dim, seed)): a quick
     check, or a demo generator that need only draw those heads; None draws fresh z every step.
@@ -186,6 +209,9 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     _check(0 <= yaw_max <= math.pi / 2, f'yaw_max: expected 0..pi/2 radians, got {yaw_max!r}')
     _check(snapshot_every >= 1, f'snapshot_every: expected >= 1, got {snapshot_every!r}')
     _check(num_heads is None or num_heads >= 1, f'num_heads: expected >= 1 (or None), got {num_heads!r}')
+    _check(isinstance(warmup, int) and warmup >= 0, f'warmup: expected an integer >= 0, got {warmup!r}')
+    _check(not (resume and init), 'resume and init: choose one (resume continues --out\'s run with its optimiser; '
+           'init starts a new run from another generator)')
     device = torch.device(device)
     out = Path(out)
     if not resume and (out.exists() or state_path(out).exists()):
@@ -200,11 +226,19 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         # The set of codes is the run's: keep the saved seed and num_heads.
         seed, num_heads = state['config'].get('seed', seed), state['config'].get('num_heads', 0) or None
         config.update(seed=seed, num_heads=num_heads or 0)
+    elif init:
+        G, D, step = _load_init(init)
+        state, history = None, []
+        # Not the stream the run that made `init` drew: a stream of this seed and start step.
+        gen.manual_seed(seed * 1_000_003 + step)
+        torch.manual_seed(seed * 1_000_003 + step)
+        config.update(init=str(init), init_step=step)
     else:
         G, D = presets.build_networks(preset, seed=seed, w_avg_samples=0)
         state, step, history = None, 0, []
         gen.manual_seed(seed)
         torch.manual_seed(seed)
+    start_step = step
     _check(G.z_dim >= heads.NUM_PARAMS, f'preset {preset}: z_dim {G.z_dim} < the {heads.NUM_PARAMS} head parameters')
     nr_saved = G.neural_rendering_resolution  # G.synthesis(neural_rendering_resolution=...) overwrites it
     nr = neural_rendering_resolution or nr_saved
@@ -227,6 +261,9 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     t0, done = time.time(), 0
     try:
         while step < steps:
+            if init and warmup:
+                for g in opt.param_groups:
+                    g['lr'] = lr * min(1.0, (step - start_step + 1) / warmup)
             z, c = sample_batch(batch, gen, G.z_dim, yaw_max=yaw_max, device=device, pool=pool)
             tgt = targets(z, c, G.img_resolution, nr)
             out_g = synthesize(G, z, c, nr)

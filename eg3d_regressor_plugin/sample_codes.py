@@ -68,12 +68,12 @@ def sample_codes(network_pkl, count, seed, truncation_psi, images, head_param, o
             raise UserError(f'--head-scores with --trunc {truncation_psi}: a truncated code has no known head '
                             '(its z\'s head is the truth only at --trunc 1)')
     device = devices.get_device(device)
-    G = bridge.load_generator(network_pkl, device=device, eg3d=eg3d)
+    G, snapshot_kwargs = bridge.load_snapshot(network_pkl, device=device, eg3d=eg3d)
     seeds = list(range(seed, seed + count))
     scores = None
     if head_param is not None:
         from .heads_training import heads_step
-        if heads_step(network_pkl) is None:
+        if heads_step(snapshot_kwargs) is None:
             raise UserError(f'--head-scores needs a generator trained by `eg3d-regress train-heads`; {network_pkl} '
                             'is another network, whose codes have no known heads')
         scores = heads.seed_scores(seeds, G.z_dim, head_param)

@@ -26,10 +26,14 @@ from .options import Command, device_option, eg3d_option
 @click.option('--heads', 'num_heads', type=int, default=None, metavar='INT',
               help='Train on a fixed set of this many heads  [default: a fresh z every step]')
 @click.option('--resume', is_flag=True, help='Continue the run saved in --out')
+@click.option('--init', metavar='PKL|shipped', default=None,
+              help='Start from this train-heads pickle\'s generator, or the shipped one, at its step (a fresh '
+                   'optimiser, its rate ramped up over the first 100 steps)')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (weights, heads and cameras)')
 @device_option
 @eg3d_option
-def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, num_heads, resume, seed, device, eg3d):
+def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, num_heads, resume, init, seed, device,
+                eg3d):
     """Train EG3D's generator to draw procedural 3D heads with known truth.
 
     Each z is mapped by a fixed rule to a head (shape, colours; see heads.PARAM_RANGES); the
@@ -42,6 +46,8 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, n
     Example:
       eg3d-regress train-heads --out heads.pkl --steps 300 --nr-res 32
       eg3d-regress train-heads --out heads.pkl --steps 600 --nr-res 32 --resume
+      # Train the shipped generator on (it is at step 1325), e.g. on a GPU:
+      eg3d-regress train-heads --out heads.pkl --init shipped --steps 20000 --lr 1e-3
     """
     if steps < 1:
         raise UserError(f'--steps {steps}: expected at least 1')
@@ -59,13 +65,16 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, n
         raise UserError(f'--heads {num_heads}: expected at least 1')
     if seed < 0:
         raise UserError(f'--seed {seed}: expected an integer >= 0')
+    if init and resume:
+        raise UserError('--init with --resume: choose one (--resume continues the run in --out with its optimiser; '
+                        '--init starts a new run from another generator)')
     from . import bridge, devices, heads_training
     dev = devices.get_device(device)
     bridge.import_eg3d(eg3d)
     result = heads_training.train_heads(out, steps=steps, batch=batch, lr=lr, seed=seed, resume=resume, device=dev,
                                         depth_weight=depth_weight, raw_weight=raw_weight,
                                         neural_rendering_resolution=nr_res, snapshot_every=snap,
-                                        num_heads=num_heads)
+                                        num_heads=num_heads, init=init)
     last = result['history'][-1] if result['history'] else None
     loss = f', loss {last[1]:.4f} (image {last[2]:.4f}, depth {last[4]:.4f})' if last else ''
     click.echo(f'Wrote {out}: step {result["step"]}{loss}')

@@ -191,6 +191,37 @@ def test_resume_continues_and_pickles_load(eg3d_root, tmp_path):
     assert out['image'].shape == (1, 3, 128, 128) and torch.isfinite(out['image']).all()
 
 
+@pytest.mark.eg3d
+def test_init_starts_a_new_run_from_a_trained_generator(eg3d_root, tmp_path):
+    """init: a new run from another run's generator (or the shipped one) at its step, with a fresh
+    optimiser whose rate ramps up; the result resumes as any run; wrong combinations are refused."""
+    from eg3d_regressor_plugin import heads_training as ht, presets
+    a, b = tmp_path / 'a.pkl', tmp_path / 'b.pkl'
+    ht.train_heads(a, steps=2, **FAST)
+    Ga = bridge.load_generator(a)
+    result = ht.train_heads(b, steps=4, init=a, warmup=4, **FAST)
+    assert result['step'] == 4 and [h[0] for h in result['history']] == [3, 4]
+    state = torch.load(ht.state_path(b), weights_only=True)
+    assert state['config']['init'] == str(a) and state['config']['init_step'] == 2
+    assert state['optimizer']['param_groups'][0]['lr'] == pytest.approx(ht.DEFAULTS['lr'] * 2 / 4)  # ramping up
+    pa, pb = dict(Ga.named_parameters()), dict(bridge.load_generator(b).named_parameters())
+    assert any(not torch.equal(pa[k], pb[k]) for k in pa)
+    moved = max(float((pa[k] - pb[k]).abs().max()) for k in pa)
+    assert moved < 2 * ht.DEFAULTS['lr'], moved  # two steps at a quarter and a half of the rate
+    assert ht.train_heads(b, steps=5, resume=True, **FAST)['step'] == 5
+    with pytest.raises(UserError, match='resume and init'):
+        ht.train_heads(b, steps=6, resume=True, init=a, **FAST)
+    plain = tmp_path / 'plain.pkl'
+    presets.save_network_pkl(plain, *presets.build_networks('tiny', seed=0, w_avg_samples=0))
+    with pytest.raises(UserError, match='not a train-heads pickle'):
+        ht.train_heads(tmp_path / 'c.pkl', steps=3, init=plain, **FAST)
+    assert not (tmp_path / 'c.pkl').exists()
+    if ht.SHIPPED.is_file():
+        shipped_step = ht.shipped_networks()[2]['heads_step']
+        r = ht.train_heads(tmp_path / 'd.pkl', steps=shipped_step + 1, init='shipped', **FAST)
+        assert r['step'] == shipped_step + 1 and len(r['history']) == 1
+
+
 def _cmd(*args):
     return subprocess.run([sys.executable, '-m', 'eg3d_regressor_plugin.train_heads', *map(str, args)],
                           capture_output=True, text=True, timeout=300)
@@ -223,6 +254,10 @@ def test_command_refuses_existing_out_and_missing_resume(tmp_path):
     assert '--resume' in assert_one_line_error(_cmd('--out', existing, '--steps', 1, '--device', 'cpu'))
     line = assert_one_line_error(_cmd('--out', tmp_path / 'none.pkl', '--steps', 1, '--resume', '--device', 'cpu'))
     assert 'does not exist' in line
+    line = assert_one_line_error(_cmd('--out', tmp_path / 'n.pkl', '--steps', 1, '--resume', '--init', 'shipped'))
+    assert '--init with --resume' in line
+    line = assert_one_line_error(_cmd('--out', tmp_path / 'n.pkl', '--steps', 1, '--init', tmp_path / 'missing.pkl'))
+    assert 'missing.pkl' in line and not (tmp_path / 'n.pkl').exists()
 
 
 @pytest.mark.eg3d
@@ -314,7 +349,8 @@ def test_exported_weights_rebuild_the_generator(eg3d_root, tmp_path):
     G, D, kwargs = ht.shipped_networks(tmp_path / 'w.pt')
     presets.save_network_pkl(tmp_path / 'again.pkl', G, D, training_set_kwargs=kwargs)
     assert ht.heads_step(tmp_path / 'again.pkl') == 2
-    G0, G1 = bridge.load_generator(pkl), bridge.load_generator(tmp_path / 'again.pkl')
+    G0, (G1, snapshot_kwargs) = bridge.load_generator(pkl), bridge.load_snapshot(tmp_path / 'again.pkl')
+    assert ht.heads_step(snapshot_kwargs) == 2 and ht.heads_step({}) is None and ht.heads_step(None) is None
     c = cameras.frontal_label(1)
     w = G0.mapping(torch.randn(1, 32, generator=torch.Generator().manual_seed(0)), c)
     a, b = render.render(G0, w, c)['image'], render.render(G1, w, c)['image']
