@@ -8,17 +8,20 @@ forward pass) + the same tuning, and (c) the regressor's pivot refined for a few
 
 The images are renders of held-out seeds (common.held_out) pushed out of the generator's range by
 a colour shift and a horizontal ramp, so that no latent reaches them and the tuning has work to
-do. Both runs use the regressor's predicted camera (as `gen` does; PTI takes its camera from a
-pose estimator, whose time is not counted). PTI's step counts (450 projection + 350 tuning steps)
-are scaled down for the tiny preset on a CPU (100 + 50, so that the run, with the regressor's
-training when it is not cached, fits 15 minutes on 2 cores): --w-steps and --tune-steps. The
+do. All runs use the regressor's predicted camera (as `gen` does; PTI takes its camera from a
+pose estimator, whose time is not counted). (a) runs PTI's published settings: 450 projection
+steps, 350 tuning steps at lr 3e-4 from the first step, no locality regulariser
+(use_locality_regularization = False; --locality-every N turns it on for all three). The
 projection optimises one w repeated at every level, as PTI's projector does (--space w); --space
 w+ fits every level apart, which absorbs more of an out-of-range change (a colour shift costs it
-little) and makes (a) a stronger baseline than PTI as published. (b)'s time includes the
-regressor's forward pass; "time to (a)" is when (b)'s PSNR (of the generator that stopping there
-returns) first reaches (a)'s final PSNR. Identity similarity (face_identity's port of dlib's
-face-recognition network, when face-recognition-models is installed) compares each final
-tuned render, and each pivot's render before tuning, with the target.
+little) and makes (a) a stronger baseline than PTI as published. (b) and (c) tune as `gen` does:
+from the bare pivot at the full rate, from a refined pivot with the rate ramped up over
+tuning.REFINED_PIVOT_WARMUP steps. (b)'s and (c)'s times include the regressor's forward pass
+(and (c)'s refinement); "time to (a)" is when their PSNR (of the generator that stopping there
+returns) first reaches (a)'s final PSNR, and they stop there (--full-curves: run all their
+steps). Identity similarity (face_identity's port of dlib's face-recognition network, when
+face-recognition-models is installed) compares each final tuned render, and each pivot's
+render before tuning, with the target.
 
 The file sizes are those of save_tuned for (b)'s tuned generator on each image, in every delta
 format measured (fp16 deltas; rank-r factors of each matrix/convolution delta), against the
@@ -27,7 +30,9 @@ the generator alone; "PSNR loss" is the exact tuned generator's PSNR minus the r
 
 On a CPU the images are measured in parallel, one process per image (--jobs), as refine.py does.
 
-    python benchmarks/tuning.py            # tiny preset, a regressor trained here (cached)
+    python benchmarks/tuning.py            # tiny preset, one image, ~13 minutes on 2 CPU cores
+                                           # (+5 when the regressor is not cached yet)
+    python benchmarks/tuning.py --seeds 1000-1003   # more images
     python benchmarks/tuning.py --quick    # ~2 minutes
 """
 
@@ -72,7 +77,8 @@ def identity_or_none(device):
         return None
 
 
-def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_every, full_pkl_bytes, device, space='w'):
+def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_every, full_pkl_bytes, device, space='w',
+            full_curves=False):
     from eg3d_regressor_plugin.render import render_image
     target = out_of_range(sample['img'])
     hist_a, hist_b, hist_c = [], [], []
@@ -84,13 +90,18 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
     kw = dict(locality_every=locality_every, seed=0)
     G_a, w_a = tuning.pti_baseline(G, target, c, w_steps=w_steps, tune_steps=tune_steps, space=space,
                                    callback=lambda step, r: hist_a.append(r), **kw)
-    G_b = tuning.tune_generator(G, target, c, out['w'], tune_steps, time_offset=t_reg,
-                                callback=lambda step, r: hist_b.append(r), **kw)
-    # (c): the regressor's w refined as `gen --refine-steps` does (L-BFGS), then tuned.
+    goal = hist_a[-1]['psnr']
+
+    def until_goal(hist):  # record, and stop at (a)'s final PSNR unless full curves are asked for
+        return lambda step, r: hist.append(r) or (not full_curves and r['psnr'] >= goal)
+    G_b = tuning.tune_generator(G, target, c, out['w'], tune_steps, time_offset=t_reg, callback=until_goal(hist_b),
+                                **kw)
+    # (c): the regressor's w refined as `gen --refine-steps` does (L-BFGS), then tuned as gen tunes
+    # a refined pivot.
     t0 = time.perf_counter()
     w_c, h_ref = optimize_w(G, target, c, out['w'], refine_steps, optimizer='lbfgs')
     G_c = tuning.tune_generator(G, target, c, w_c, tune_steps, time_offset=t_reg + time.perf_counter() - t0,
-                                callback=lambda step, r: hist_c.append(r), **kw)
+                                callback=until_goal(hist_c), warmup=tuning.REFINED_PIVOT_WARMUP, **kw)
     identity = identity_or_none(device)
     ids = {}
     if identity is not None:  # final tuned renders and the pivots' renders before tuning
@@ -98,7 +109,7 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
                        c_pivot=(G, w_c))
         ids = {f'{k}_id': s for k, s in zip(renders, identity(target, [render_image(g, w, c)[0]
                                                                         for g, w in renders.values()]))}
-    goal, total_a = hist_a[-1]['psnr'], hist_a[-1]['seconds']
+    total_a = hist_a[-1]['seconds']
     hit = next((r for r in hist_b if r['psnr'] >= goal), None)
     hit_c = next((r for r in hist_c if r['psnr'] >= goal), None)
     a_w_end = hist_a[w_steps]
@@ -150,24 +161,25 @@ def at_step(hist, k):
 
 
 @click.command()
-@click.option('--seeds', default=None, help='Held-out seeds  [default: 1000-1001; quick: 1000]')
-@click.option('--w-steps', type=int, default=None, help='PTI\'s W projection steps (PTI: 450)  [default: 100; quick: 6]')
-@click.option('--tune-steps', type=int, default=None, help='Tuning steps of both (PTI: 350)  [default: 50; quick: 4]')
+@click.option('--seeds', default=None, help='Held-out seeds  [default: 1000]')
+@click.option('--w-steps', type=int, default=None, help='PTI\'s W projection steps  [default: PTI\'s 450; quick: 6]')
+@click.option('--tune-steps', type=int, default=None, help='Tuning steps (at most, for (b) and (c))  [default: PTI\'s 350; quick: 4]')
 @click.option('--refine-steps', type=int, default=None,
               help='(c): L-BFGS steps on the regressor\'s w before tuning  [default: 20; quick: 2]')
 @click.option('--space', type=click.Choice(['w', 'w+']), default='w', show_default=True,
               help='(a)\'s projection: one w at every level (PTI) or W+')
-@click.option('--locality-every', type=int, default=4, show_default=True,
-              help='Locality regulariser every N tuning steps (0: off)')
+@click.option('--locality-every', type=int, default=0, show_default=True,
+              help='Locality regulariser every N tuning steps (0: off, as PTI publishes; gen: 4)')
+@click.option('--full-curves', is_flag=True, help='Run (b) and (c) for all their steps, not only until they reach (a)')
 @click.option('--jobs', type=click.IntRange(min=1), default=None,
               help='Images measured in parallel processes  [default: on a CPU one per image, at most one per core; on a GPU 1]')
 @common.regressor_options(pairs=PAIRS)
-def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, space, locality_every, jobs, train_kimg, train_pairs,
-         device, quick, eg3d):
+def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, space, locality_every, full_curves, jobs,
+         train_kimg, train_pairs, device, quick, eg3d):
     from eg3d_regressor_plugin.options import parse_range
-    seeds = parse_range(seeds or ('1000' if quick else '1000-1001'))
-    w_steps = w_steps if w_steps is not None else (6 if quick else 100)
-    tune_steps = tune_steps if tune_steps is not None else (4 if quick else 50)
+    seeds = parse_range(seeds or '1000')
+    w_steps = w_steps if w_steps is not None else (6 if quick else tuning.PTI_W_STEPS)
+    tune_steps = tune_steps if tune_steps is not None else (4 if quick else tuning.PTI_TUNE_STEPS)
     refine_steps = refine_steps if refine_steps is not None else (2 if quick else 20)
     device, G, pkl, reg = common.measured(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3d)
     if jobs is None:
@@ -177,19 +189,21 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, s
     full_bytes = Path(pkl).stat().st_size
     results = common.measure_all(measure, G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
                           tune_steps=tune_steps, refine_steps=refine_steps, locality_every=locality_every,
-                          full_pkl_bytes=full_bytes, space=space)
+                          full_pkl_bytes=full_bytes, space=space, full_curves=full_curves)
     rows, curves, files = [r for r, _, _ in results], [c for _, c, _ in results], [f for _, _, f in results]
 
-    # Mean over images at a few tuning steps: PSNR and seconds of both.
+    # Mean over images at a few tuning steps: PSNR and seconds of each run.
     table = []
     for k in [k for k in CHECKPOINTS if k <= tune_steps] + ([tune_steps] if tune_steps not in CHECKPOINTS else []):
         a = [at_step(c['pti'], w_steps + 1 + k) for c in curves]
         b = [at_step(c['regressor'], k) for c in curves]
         r3 = [at_step(c['refined'], k) for c in curves]
-        table.append(dict(tune_step=k, a_psnr=float(np.mean([r['psnr'] for r in a])),
-                          a_s=float(np.mean([r['seconds'] for r in a])),
-                          b_psnr=float(np.mean([r['psnr'] for r in b])), b_s=float(np.mean([r['seconds'] for r in b])),
-                          c_psnr=float(np.mean([r['psnr'] for r in r3])), c_s=float(np.mean([r['seconds'] for r in r3]))))
+        row = dict(tune_step=k)
+        for tag, recs in (('a', a), ('b', b), ('c', r3)):  # '-' where a run stopped before step k
+            complete = all(r is not None for r in recs)
+            row[f'{tag}_psnr'] = float(np.mean([r['psnr'] for r in recs])) if complete else None
+            row[f'{tag}_s'] = float(np.mean([r['seconds'] for r in recs])) if complete else None
+        table.append(row)
     print()
     print(f'PSNR (dB) and seconds against tuning steps, mean over {len(rows)} image(s); (a) tunes after '
           f'{w_steps} {space.upper()} projection steps')
@@ -222,16 +236,18 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, s
     print(common.table(size_rows, [('format', 'format'), ('bytes', 'bytes'), ('vs_full_pkl', 'x network pickle'),
                                    ('vs_g_pkl', 'x G pickle'), ('psnr_loss_db', 'PSNR loss dB')]))
     print()
-    ratios = [r['time_ratio'] for r in rows]
-    print('Target (b) reaches (a)\'s final PSNR in <= 1/4 of (a)\'s time: '
-          + ('met' if all(r['meets_time_target'] for r in rows) else 'NOT met')
-          + ' (ratios ' + ', '.join('never' if x is None else f'{x:.2f}' for x in ratios) + ')')
+    for tag, what in (('', '(b) the bare pivot'), ('c_', f'(c) the pivot refined for {refine_steps} L-BFGS steps')):
+        ratios = [r[f'{tag}time_ratio'] for r in rows]
+        print(f'Target: {what} reaches (a)\'s final PSNR in <= 1/4 of (a)\'s time: '
+              + ('met' if all(r[f'{tag}meets_time_target'] for r in rows) else 'NOT met')
+              + ' (ratios ' + ', '.join('never' if x is None else f'{x:.2f}' for x in ratios) + ')')
     print('Target per-face file <= 1/10 of the network pickle: '
           + ('met' if all(r['meets_size_target'] for r in rows) else 'NOT met')
           + f' ({np.mean([r["file_vs_pkl"] for r in rows]):.3f}x with rank-16 deltas)')
     path = common.save('tuning', dict(
         benchmark='tuning', machine=common.machine(device), network=str(pkl), regressor=str(reg), jobs=jobs,
         w_steps=w_steps, tune_steps=tune_steps, locality_every=locality_every, lr=tuning.PTI_LR, quick=quick,
+        warmup=dict(a=0, b=0, c=tuning.REFINED_PIVOT_WARMUP), full_curves=full_curves,
         out_of_range=dict(colour_shift=COLOUR_SHIFT, ramp=RAMP), space=space,
         identity='dlib (face_identity)' if 'a_id' in rows[0] else 'skipped: face-recognition-models not installed',
         default_format='lowrank16',

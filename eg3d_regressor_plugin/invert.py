@@ -82,6 +82,7 @@ def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_s
         history = []
         result['G'] = tuning.tune_generator(G, img, c_pred, result['w'], tune_steps, lr=tune_lr or tuning.PTI_LR,
                                             perceptual=perceptual, progress=progress,
+                                            warmup=tuning.REFINED_PIVOT_WARMUP if refine_steps else 0,
                                             callback=lambda step, record: history.append(record))
         result['tune_history'] = history
         seconds['tune'] = time.perf_counter() - t0

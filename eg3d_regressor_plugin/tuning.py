@@ -54,6 +54,10 @@ PTI_LOCALITY_ALPHA = 30.0     # regulizer_alpha
 PTI_LOCALITY_L2 = 0.1         # regulizer_l2_lambda
 PTI_LOCALITY_PERCEPTUAL = 0.1  # regulizer_lpips_lambda
 PTI_LOCALITY_PSI = 0.5        # truncation of the random codes the regulariser moves towards
+# The rate's ramp-up (steps) when tuning from a refined pivot (invert.reconstruct with refine_steps):
+# such a pivot renders close to the target, and PTI's full-rate first Adam steps lose 10 dB of it
+# that take tens of steps to win back; from the regressor's bare pivot those big steps help instead.
+REFINED_PIVOT_WARMUP = 10
 
 
 def is_tuned_parameter(name):
@@ -93,7 +97,7 @@ def tune_generator(G, target, c, w_pivot, steps, lr=PTI_LR, perceptual=None, per
                    raw_weight=0.0, identity=None, identity_weight=0.1, locality_every=4,
                    locality_alpha=PTI_LOCALITY_ALPHA, locality_samples=1, locality_l2=PTI_LOCALITY_L2,
                    locality_perceptual=PTI_LOCALITY_PERCEPTUAL, seed=0, callback=None, progress=False,
-                   desc='tune G', step_offset=0, time_offset=0.0):
+                   desc='tune G', step_offset=0, time_offset=0.0, warmup=0):
     """A copy of G whose synthesis weights are fine-tuned for `steps` Adam steps (lr) so that it
     renders `target` at w_pivot and camera c. G itself is not changed.
 
@@ -105,7 +109,10 @@ def tune_generator(G, target, c, w_pivot, steps, lr=PTI_LR, perceptual=None, per
     PTI's locality regulariser: locality_l2 * L2 (+ locality_perceptual * perceptual, when given)
     between the original and the tuned generator's renders at `locality_samples` codes
     locality_alpha away from the pivot towards random mapped w's (see locality_codes), drawn from
-    `seed`. Deterministic for given inputs and seed.
+    `seed`. Deterministic for given inputs and seed. warmup: the rate ramps up linearly over
+    this many first steps (PTI: 0, the full rate from the start, when Adam's first steps move
+    every weight by about lr whatever its gradient, and the render leaves the pivot's before it
+    comes back).
 
     callback(step, record) is called after every evaluation (steps + 1 of them: the last one
     without an update), with record = dict(step, loss, psnr (dB of the clamped image, mean over
@@ -120,6 +127,8 @@ def tune_generator(G, target, c, w_pivot, steps, lr=PTI_LR, perceptual=None, per
         raise UserError(f'lr must be > 0, got {lr!r}')
     if locality_every < 0:
         raise UserError(f'locality_every must be >= 0 (0: no locality regulariser), got {locality_every!r}')
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise UserError(f'warmup must be a whole number >= 0, got {warmup!r}')
     if identity is not None and not callable(identity):
         raise UserError('identity must be a callable (img, target) -> loss [N], or None')
     _check_inputs(G, w_pivot, c)
@@ -170,6 +179,9 @@ def tune_generator(G, target, c, w_pivot, steps, lr=PTI_LR, perceptual=None, per
             stop = callback is not None and callback(record['step'], record)
             if last or stop:
                 break
+            if warmup:
+                for group in opt.param_groups:
+                    group['lr'] = lr * min(1.0, (step + 1) / warmup)
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()

@@ -91,6 +91,37 @@ def test_bad_steps_refused(tiny_G, face, steps):
 
 
 @pytest.mark.eg3d
+def test_warmup_ramps_the_rate(tiny_G, face):
+    """warmup: the first Adam step moves no weight by more than about lr / warmup (PTI's full-rate
+    first step moves them by about lr); a bad value is refused."""
+    base = dict(tiny_G.named_parameters())
+
+    def largest_move(warmup):
+        G_t = tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 1, locality_every=0, warmup=warmup)
+        return max(float((p - base[n]).abs().max()) for n, p in G_t.named_parameters())
+    full, ramped = largest_move(0), largest_move(10)
+    assert full > 0.5 * tuning.PTI_LR and ramped < 1.5 * tuning.PTI_LR / 10, (full, ramped)
+    with pytest.raises(UserError, match='warmup'):
+        tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 1, warmup=-1)
+
+
+@pytest.mark.eg3d
+def test_reconstruct_ramps_up_only_from_a_refined_pivot(tiny_G, tiny_regressor, face, monkeypatch):
+    """gen's path (invert.reconstruct): tuning from a refined pivot ramps its rate up, from the bare
+    pivot it starts at the full rate."""
+    from eg3d_regressor_plugin import invert
+    from eg3d_regressor_plugin.images import to_uint8
+    seen = []
+    real = tuning.tune_generator
+    monkeypatch.setattr(tuning, 'tune_generator', lambda *a, **k: seen.append(k['warmup']) or real(*a, **k))
+    inverter = invert.Inverter(tiny_G, tiny_regressor, device='cpu', cuda_graph=False)
+    img = to_uint8(face['target'])[0]
+    for refine in (0, 1):
+        invert.reconstruct(tiny_G, inverter, img, refine_steps=refine, tune_steps=1)
+    assert seen == [0, tuning.REFINED_PIVOT_WARMUP]
+
+
+@pytest.mark.eg3d
 def test_bad_pivot_refused(tiny_G, face):
     with pytest.raises(UserError, match='w_pivot'):
         tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'][:, :3], 1)
