@@ -22,7 +22,7 @@ held-out renders), which fine-tuning must not worsen by more than 10 %.
 Targets: fine-tuned latent L1 <= 0.8x and PSNR >= +1 dB vs synthetic-only; synthetic latent
 L1 <= 1.1x.
 
-    python benchmarks/real_gap.py            # < 15 minutes on 2 CPU cores from a fresh clone
+    python benchmarks/real_gap.py            # ~21 minutes on 2 CPU cores (the goal is 15), +5 from a fresh clone
     python benchmarks/real_gap.py --quick    # ~3 minutes: a smoke run, the figures mean little
 """
 

@@ -172,6 +172,37 @@ def test_train_real_each_spec(kind, tmp_path, tiny_pkl, pairs_zip, eg3d_zip, lab
 
 
 @pytest.mark.eg3d
+@pytest.mark.parametrize('which', ['label', 'eg3d-zip'])
+def test_streamed_zip_gives_the_in_memory_batches(which, tmp_path, tiny_G, tiny_pkl, label_zip, eg3d_zip, pairs_zip,
+                                                  monkeypatch):
+    """A zip too large for memory streams from disk (real_data.STREAM_BYTES): the same held-out
+    images and the same batches, step by step, as when it is held in memory; training runs on it."""
+    from eg3d_regressor_plugin.training import real_data, sources, training_loop as loop
+    spec = label_zip[0] if which == 'label' else eg3d_zip
+    mem = real_data.load_real(spec, tiny_G, 32, stream=False)
+    monkeypatch.setattr(real_data, 'STREAM_BYTES', 0)
+    lines = []
+    streamed = real_data.load_real(spec, tiny_G, 32, log=lines.append)
+    assert 'stream' in streamed and 'img' not in streamed and streamed['kind'] == mem['kind'] == which
+    assert any('stream from disk' in l for l in lines)
+    (train_m, val_m), (train_s, val_s) = real_data.split_holdout(mem, 1), real_data.split_holdout(streamed, 1)
+    for k in ('img', 'w', 'has_w', 'c', 'has_c'):
+        assert torch.equal(val_m[k], val_s[k]), k
+    cpu = torch.device('cpu')
+    src_m = sources.RealSource(train_m, 2, 5, 0, 1, cpu, 16)
+    src_s = sources.RealSource(train_s, 2, 5, 0, 1, cpu, 16, start_step=3)
+    assert torch.equal(src_m.stat_images(), src_s.stat_images())
+    for step in range(3, 7):  # past an epoch of the 2 training images
+        bm, bs = src_m.batch(step), src_s.batch(step)
+        for k in ('img', 'target', 'w', 'has_w', 'c', 'has_c', 'pose'):
+            assert torch.equal(bm[k], bs[k]), (step, k)
+    loop.training_loop(tmp_path, tiny_pkl, kimg=0.008, data_zip=pairs_zip, real=str(spec), real_ratio=0.5, **FAST)
+    assert 'stream from disk' in (tmp_path / 'log.txt').read_text()
+    stats = [json.loads(l) for l in (tmp_path / 'stats.jsonl').read_text().splitlines()]
+    assert np.isfinite(stats[-1]['Val/real_psnr']) and np.isfinite(stats[-1]['Loss/real_img_mse'])
+
+
+@pytest.mark.eg3d
 @pytest.mark.slow
 def test_chain_label_train_gen(tmp_path, label_zip, photos, tiny_pkl, pairs_zip):
     src, _ = label_zip
@@ -188,6 +219,25 @@ def test_chain_label_train_gen(tmp_path, label_zip, photos, tiny_pkl, pairs_zip)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / 'gen' / 'a_astronaut' / 'reconstruction.png').is_file()
     assert np.load(tmp_path / 'gen' / 'a_astronaut' / 'w.npy').shape == (1, 14, 512)
+
+
+@pytest.mark.eg3d
+@pytest.mark.slow
+def test_train_real_two_process_ddp(tmp_path, tiny_pkl, pairs_zip, label_zip):
+    """--real with --gpus 2 (gloo on the CPU): each rank trains on its share of the real images,
+    rank 0 validates the held-out ones, and the ranks end with the same weights."""
+    proc = run_cli('train', '--network', tiny_pkl, '--outdir', tmp_path, '--data', pairs_zip, '--kimg', 0.016,
+                   '--tick', 0.008, '--snap', 1, '--gpus', 2, '--arch', 'unet', '--input-res', 32, '--batch', 4,
+                   '--val-seeds', '0-1', '--real', label_zip[0], '--real-ratio', 0.5, '--real-holdout', 1,
+                   '--workers', 0, '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr
+    (run,) = tmp_path.iterdir()
+    log = (run / 'log.txt').read_text()
+    assert 'the 2 ranks hold identical weights' in log and '(label;' in log
+    stats = [json.loads(l) for l in (run / 'stats.jsonl').read_text().splitlines()]
+    assert len(stats) == 2 and all(np.isfinite(s['Val/real_psnr']) and np.isfinite(s['Loss/real_w_l1']) for s in stats)
+    ckpt = torch.load(sorted(run.glob('regressor-snapshot-*.pt'))[-1], weights_only=True)
+    assert ckpt['state']['cur_nimg'] == 16 and ckpt['state']['world'] == 2
 
 
 @pytest.mark.eg3d

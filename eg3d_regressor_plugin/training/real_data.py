@@ -13,10 +13,12 @@ A real image set is named by one SPEC:
                           that does not read, is skipped and listed
 
 read_entries lists the inputs; prepare_images loads (and aligns) them; load_real gives a whole
-set in memory for training.
+set for training: in memory, or, for a zip too large for that (EG3D's FFHQ zip: 70,000 images,
+14 GB as uint8 at 256 px), as a ZipImages dataset read on demand by DataLoader workers.
 """
 
 import concurrent.futures
+import copy
 import io
 import json
 import multiprocessing
@@ -32,6 +34,7 @@ from ..errors import UserError, check_file
 from . import data
 
 ALIGN_WORKERS = 2  # processes that align photos (dlib's detector is single-threaded)
+STREAM_BYTES = 2 << 30  # a zip whose images, as uint8 at the training resolution, exceed this streams
 
 
 def is_zip_spec(spec):
@@ -149,12 +152,75 @@ class Preparer:
             self.pool.shutdown(cancel_futures=True)
 
 
-def load_real(spec, G, resolution, align=True, workers=ALIGN_WORKERS, log=print):
-    """A real image set in memory for training: dict(img uint8 [N,3,R,R], w [N,num_ws,w_dim] (zeros
-    where unknown), has_w [N] bool, c [N,25], has_c [N] bool, kind: 'label', 'eg3d-zip' or
-    'photos'). Photos are aligned once here (unless align is False); skipped ones are logged."""
+class ZipImages(torch.utils.data.Dataset):
+    """A zip's real images read on demand: item i -> dict(img uint8 [3,R,R], w [num_ws,w_dim], has_w,
+    c [25], has_c), the rows load_real holds in memory, resized the same way. For a label (or
+    dataset) zip the w and labels are the zip's (and the generator is checked); for an EG3D zip w
+    is unknown. A damaged member is a UserError when it is read (it cannot be skipped ahead of time
+    without reading the whole zip)."""
+
+    def __init__(self, spec, G, resolution, info):
+        self.path, self.resolution = str(spec), int(resolution)
+        self.pairs = data.PairDataset(spec, G=G) if info['meta'] is not None else None
+        if self.pairs is not None:
+            self.names = list(self.pairs.fnames)
+            self.c = torch.from_numpy(self.pairs.labels)
+            self.has_c = torch.ones(len(self.names), dtype=torch.bool)
+        else:
+            self.names = list(info['names'])
+            have = info['labels'] is not None
+            self.c = torch.from_numpy(info['labels']) if have else torch.zeros(len(self.names), 25)
+            self.has_c = torch.from_numpy(info['has_label']) if have else torch.zeros(len(self.names), dtype=torch.bool)
+        self.has_w = torch.full((len(self.names),), self.pairs is not None)
+        self.w_shape = (G.backbone.num_ws, G.w_dim)
+        self.indices = list(range(len(self.names)))
+
+    def __len__(self):
+        return len(self.indices)
+
+    def subset(self, sl):
+        """The items of slice `sl` (of this dataset's order), as a ZipImages."""
+        out = copy.copy(self)
+        out.indices = self.indices[sl]
+        return out
+
+    def __getitem__(self, i):
+        j = self.indices[i]
+        if self.pairs is not None:
+            img, w = self.pairs._read(j)
+            img = torch.from_numpy(img).permute(2, 0, 1)[None]
+            if img.shape[-1] != self.resolution:
+                img = _resize_uint8(img, self.resolution)
+            img, w = img[0], torch.from_numpy(w).float()
+        else:
+            im, reason = prepare_one((self.path, self.names[j]), False, self.resolution)
+            if im is None:
+                raise UserError(reason)
+            img, w = torch.from_numpy(np.array(im)).permute(2, 0, 1), torch.zeros(self.w_shape)
+        return dict(img=img.contiguous(), w=w, has_w=self.has_w[j], c=self.c[j].float(), has_c=self.has_c[j])
+
+    def load(self):
+        """All its items in memory: load_real's dict of stacked rows."""
+        rows = [self[i] for i in range(len(self))]
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def load_real(spec, G, resolution, align=True, workers=ALIGN_WORKERS, log=print, stream=None):
+    """A real image set for training: dict(img uint8 [N,3,R,R], w [N,num_ws,w_dim] (zeros where
+    unknown), has_w [N] bool, c [N,25], has_c [N] bool, kind: 'label', 'eg3d-zip' or 'photos',
+    names). Photos are aligned once here (unless align is False); skipped ones are logged. A zip
+    streams instead (stream=True, or None and its images would take more than STREAM_BYTES): the
+    dict then holds `stream` (a ZipImages) in place of img and w."""
     kind, entries, info = read_entries(spec)
     num_ws, w_dim = G.backbone.num_ws, G.w_dim
+    if kind == 'zip' and stream is not False:
+        nbytes = len(info['names']) * 3 * int(resolution) ** 2
+        if stream or nbytes > STREAM_BYTES:
+            items = ZipImages(spec, G, resolution, info)
+            log(f'Real images: {len(items)} from {spec} stream from disk ({nbytes / 2 ** 30:.1f} GB at {resolution} px '
+                f'is more than the {STREAM_BYTES / 2 ** 30:g} GB held in memory)')
+            return dict(stream=items, has_w=items.has_w, c=items.c, has_c=items.has_c, names=items.names,
+                        kind='label' if info['meta'] is not None else 'eg3d-zip')
     if kind == 'zip' and info['meta'] is not None:  # a label (or dataset) zip: images, w and labels
         ds = data.PairDataset(spec, G=G)
         items = ds.load_all()
@@ -192,9 +258,13 @@ def _resize_uint8(img, size):
 
 def split_holdout(real, holdout):
     """(train, held-out) parts of a load_real set: the last `holdout` images are held out (none
-    when the set is too small to spare them)."""
-    n = len(real['img'])
+    when the set is too small to spare them). The held-out part is in memory, also of a streamed set."""
+    n = len(real['names'])
     k = min(int(holdout), n - 1) if n > 1 else 0
     def part(sl):
-        return {key: (v[sl] if torch.is_tensor(v) or isinstance(v, list) else v) for key, v in real.items()}
-    return part(slice(0, n - k)), (part(slice(n - k, n)) if k > 0 else None)
+        return {key: (v[sl] if torch.is_tensor(v) or isinstance(v, list) else v.subset(sl) if key == 'stream' else v)
+                for key, v in real.items()}
+    held = part(slice(n - k, n)) if k > 0 else None
+    if held is not None and 'stream' in held:
+        held = dict(held, **held.pop('stream').load())
+    return part(slice(0, n - k)), held

@@ -117,27 +117,48 @@ REAL_KEY = 0x4ea1  # seed key of the real images' epoch order (apart from a data
 
 
 class RealSource:
-    """Real images (real_data.load_real, in memory as uint8) in a seeded order per epoch, split
-    between the ranks like DatasetSource: batch(step) -> dict(img at the network's input
-    resolution, target (the image at its stored resolution, for the losses through the
-    generator), w, has_w, c, has_c, pose)."""
+    """Real images (real_data.load_real: in memory as uint8, or a streamed zip) in a seeded order
+    per epoch, split between the ranks like DatasetSource: batch(step) -> dict(img at the network's
+    input resolution, target (the image at its stored resolution, for the losses through the
+    generator), w, has_w, c, has_c, pose). A streamed set is read by DataLoader workers in the
+    same order, so it gives the same batches; like DatasetSource's stream, it must be asked for
+    consecutive steps from start_step."""
 
-    def __init__(self, real, n, seed, rank, world, device, resolution):
-        self.real = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in real.items()}
+    def __init__(self, real, n, seed, rank, world, device, resolution, start_step=0, workers=0):
         self.n, self.device, self.resolution = n, device, resolution
-        self.args = (n, rank, world, len(real['img']), data.derive_seed(seed, REAL_KEY))
-        yaw, pitch, _ = cameras.label_to_pose(self.real['c'].cpu())
-        self.real['pose'] = torch.stack([yaw, pitch], dim=1).to(device)
+        self.args = (n, rank, world, len(real['names']), data.derive_seed(seed, REAL_KEY))
+        self.stream = real.get('stream')
+        if self.stream is not None:
+            self.loader = iter(torch.utils.data.DataLoader(self.stream, batch_sampler=_Steps(self.args, start_step),
+                                                           num_workers=workers, pin_memory=device.type == 'cuda',
+                                                           persistent_workers=workers > 0))
+            return
+        self.real = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in real.items()}
+        self.real['pose'] = self._pose(self.real['c'])
+
+    def _pose(self, c):
+        yaw, pitch, _ = cameras.label_to_pose(c.cpu())
+        return torch.stack([yaw, pitch], dim=1).to(self.device)
 
     def batch(self, step):
-        idx = torch.tensor(data.epoch_batch(step, *self.args), device=self.device)
-        b = {k: self.real[k][idx] for k in ('w', 'has_w', 'c', 'has_c', 'pose')}
-        b['target'] = data.uint8_to_float(self.real['img'][idx])
+        if self.stream is not None:
+            b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
+            b['pose'] = self._pose(b['c'])
+            img = b.pop('img')
+        else:
+            idx = torch.tensor(data.epoch_batch(step, *self.args), device=self.device)
+            b = {k: self.real[k][idx] for k in ('w', 'has_w', 'c', 'has_c', 'pose')}
+            img = self.real['img'][idx]
+        b['target'] = data.uint8_to_float(img)
         b['img'] = networks.resize_input(b['target'], self.resolution)
         return b
 
     def stat_images(self, n=64):
-        return networks.resize_input(data.uint8_to_float(self.real['img'][:n]), self.resolution)
+        if self.stream is not None:
+            img = torch.stack([self.stream[i]['img'] for i in range(min(n, len(self.stream)))]).to(self.device)
+        else:
+            img = self.real['img'][:n]
+        return networks.resize_input(data.uint8_to_float(img), self.resolution)
 
 
 class MixedSource:

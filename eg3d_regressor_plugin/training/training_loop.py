@@ -116,7 +116,7 @@ def training_loop(
                 real, real_align, real_holdout, n_real, source, loss_fn, G, w_stats, dict(
                     img_weight=real_img_loss, lpips_weight=real_lpips_loss, id_weight=id_loss, w_weight=w_loss,
                     pose_weight=pose_loss, reg_weight=real_reg, img_res=img_res),
-                seed, rank, world, device, input_res, log)
+                seed, rank, world, device, input_res, step, workers, log)
         if state is None:  # the same images on every rank; a resumed network has its statistics
             t0 = time.time()
             imgs = source.stat_images()
@@ -258,21 +258,22 @@ def _restore(opt, state, lr, is_main):
 
 
 def _real_setup(spec, align, holdout, n_real, synthetic, loss_fn, G, w_stats, weights, seed, rank, world, device,
-                input_res, log):
+                input_res, start_step, workers, log):
     """The mixed source and loss of `--real` training, the held-out real images and the identity
     network that validates them -> (MixedSource, MixedLoss, held-out part or None, identity or None)."""
     from . import real_data
     from .real_loss import MixedLoss, RealImageLoss
     from .sources import MixedSource, RealSource
     t0 = time.time()
-    resolution = max(input_res, min(G.img_resolution, 128))  # kept in memory at this size
+    resolution = max(input_res, min(G.img_resolution, 128))  # kept in memory (or read) at this size
     real = real_data.load_real(spec, G, resolution, align=align, log=log)
     train_part, val_part = real_data.split_holdout(real, holdout)
-    log(f'Real images: {len(real["img"])} from {spec} ({real["kind"]}; {int(real["has_w"].sum())} with w, '
+    log(f'Real images: {len(real["names"])} from {spec} ({real["kind"]}; {int(real["has_w"].sum())} with w, '
         f'{int(real["has_c"].sum())} with camera labels), {0 if val_part is None else len(val_part["img"])} held out, '
         f'loaded in {format_time(time.time() - t0)}')
     real_loss = RealImageLoss(w_stats, G, log=log, **weights)
-    source = MixedSource(synthetic, RealSource(train_part, n_real, seed, rank, world, device, input_res))
+    source = MixedSource(synthetic, RealSource(train_part, n_real, seed, rank, world, device, input_res, start_step,
+                                               workers))
     identity = real_loss.identity
     if identity is None and val_part is not None:
         from ..face_identity import load_face_identity
