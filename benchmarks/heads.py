@@ -16,6 +16,9 @@ measure, beside the random tiny generator's figures, in one run.
    control parameter's) is read back with heads.fit_param (the value whose true render is
    nearest). Reported: the boundary's accuracy, PARAM against alpha (mean over heads), the slope
    per unit alpha and its correlation, and the control's change.
+4. The shape: the marching-cubes mesh of each held-out head's density (as `gen --shapes` makes
+   it, at 128^3) against the true surface (heads_training.mesh_against_truth): its connected parts,
+   whether the largest is closed, and the mean distance of its vertices to the true head.
 
     python benchmarks/heads.py                      # the shipped generator; ~10 minutes on a 2-core CPU
     python benchmarks/heads.py --network heads.pkl  # a train-heads pickle of one's own
@@ -23,6 +26,7 @@ measure, beside the random tiny generator's figures, in one run.
 """
 
 import math
+import warnings
 from pathlib import Path
 
 import click
@@ -166,11 +170,27 @@ def main(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3
           f'frontal); the edit moves {attribute} ' + ('(met: ' if e['change_of_range'] > 2 * e['control_change_of_range']
                                                        and e['corr'] > 0.5 else '(NOT met: ')
           + f'{e["change_of_range"]:+.3f} vs control {e["control_change_of_range"]:.3f} of range, correlation {e["corr"]:.2f})')
+    print('\n4. The mesh of each head\'s density against the true surface (world units; the heads are ~0.45 wide)',
+          flush=True)
+    shapes = []
+    for seed in fid_seeds:
+        z = torch.from_numpy(seed_z(seed, G.z_dim))
+        m = ht.mesh_against_truth(G, z)
+        with warnings.catch_warnings():  # the random density never reaches EG3D's level: cut lower, as gen does
+            warnings.simplefilter('ignore')
+            m_r = ht.mesh_against_truth(G_random, z)
+        shapes.append(dict(seed=seed, parts=m['components'], closed=m['watertight'], err=m['surface_error'],
+                           parts_r=m_r['components'], closed_r=m_r['watertight'], err_r=m_r['surface_error']))
+    print(common.table(shapes, [('seed', 'seed'), ('parts', 'heads G parts'), ('closed', 'closed'),
+                                ('err', 'surface error'), ('parts_r', 'random G parts'), ('closed_r', 'closed'),
+                                ('err_r', 'surface error')]))
+    print(f'Mesh: {sum(r["parts"] == 1 and r["closed"] for r in shapes)} of {len(shapes)} heads are one closed part; '
+          f'mean surface error {np.mean([r["err"] for r in shapes]):.4f} (random G {np.mean([r["err_r"] for r in shapes]):.4f})')
     path = common.save('heads', dict(
         benchmark='heads', machine=common.machine(device), network=str(pkl), regressor=str(reg), quick=quick,
         heads_step=heads_step, fidelity={str(k): v for k, v in fid.items()},
         fidelity_random={str(k): v for k, v in fid_r.items()}, learning_curve=curve, regressor_metrics=s,
-        edit=e), quick)
+        edit=e, meshes=shapes), quick)
     print(f'\nWrote {path}')
 
 

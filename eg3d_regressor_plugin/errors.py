@@ -22,6 +22,11 @@ class UserError(ValueError):
 
     exit_code = 2
 
+    def __init__(self, *args, message=None):
+        # message=: how torch's DataLoader re-raises an exception class with a `message` attribute
+        # that a worker raised (its text then holds the worker's traceback).
+        super().__init__(*(args or ((message,) if message is not None else ())))
+
     @property
     def message(self) -> str:
         return str(self)

@@ -206,6 +206,12 @@ def sdf(p, params):
     skin, eyes, lips, hair = _parts(p, params, L)
     return torch.minimum(torch.minimum(skin, lips), torch.minimum(eyes, hair))
 
+def surface_error(vertices, params):
+    """Mean |signed distance| (world units) of mesh vertices [V,3] (EG3D's world frame, as
+    meshes.mesh_from_density gives them) to the true surface of one head (`params`: {name: [1]})."""
+    v = torch.as_tensor(np.asarray(vertices, dtype=np.float32))[None]
+    return float(sdf(v, params)[0].abs().mean())
+
 #----------------------------------------------------------------------------
 # Colours.
 

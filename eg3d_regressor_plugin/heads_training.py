@@ -290,6 +290,27 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
 
 
 @torch.no_grad()
+def mesh_against_truth(G, z, shape_res=128):
+    """The marching-cubes mesh of G's density for code z [1, z_dim] (w as synthesize maps it;
+    meshes.mesh_from_density at EG3D's level) against the true head of z: dict(components (connected
+    parts), faces, largest_share (of the faces, in the largest part), watertight (the largest
+    part), surface_error (heads.surface_error of the largest part's vertices)). Needs trimesh."""
+    from . import meshes, render
+    device = next(G.parameters()).device
+    z = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(1, -1)
+    w = G.mapping(z, cameras.frontal_label(1, device=device) * G.rendering_kwargs['c_scale'])
+    mesh = meshes.mesh_from_density(render.sample_density(G, w, shape_res, progress=False),
+                                    G.rendering_kwargs['box_warp'], meshes.DENSITY_LEVEL)
+    if not len(mesh.faces):
+        return dict(components=0, faces=0, largest_share=0.0, watertight=False, surface_error=float('nan'))
+    parts = mesh.split(only_watertight=False)
+    big = max(parts, key=lambda m: len(m.faces))
+    return dict(components=len(parts), faces=len(mesh.faces), largest_share=len(big.faces) / len(mesh.faces),
+                watertight=bool(big.is_watertight),
+                surface_error=heads.surface_error(big.vertices, heads.params_from_z(z.cpu())))
+
+
+@torch.no_grad()
 def preview_grid(G, z, yaws=(-0.6, 0.0, 0.6), pitch=0.0):
     """A uint8 HWC grid comparing truth and generator: per z, a row of heads.py renders then a
     row of G's images, at the given yaws; the last column is the depth at the first yaw (near =

@@ -203,6 +203,24 @@ def test_streamed_zip_gives_the_in_memory_batches(which, tmp_path, tiny_G, tiny_
 
 
 @pytest.mark.eg3d
+def test_streamed_zip_damaged_member_is_one_line(tmp_path, tiny_G, eg3d_zip):
+    """A member that does not decode stops a streamed set with one line naming it, also when a
+    DataLoader worker read it."""
+    from eg3d_regressor_plugin.errors import UserError
+    from eg3d_regressor_plugin.training import real_data, sources
+    bad = tmp_path / 'bad.zip'
+    with zipfile.ZipFile(eg3d_zip) as z, zipfile.ZipFile(bad, 'w') as out:
+        names = [n for n in z.namelist() if n.endswith('.png')]
+        for n in z.namelist():
+            out.writestr(n, b'not a png' if n == names[0] else z.read(n))
+    real = real_data.load_real(bad, tiny_G, 32, stream=True)
+    src = sources.RealSource(real, len(names), 0, 0, 1, torch.device('cpu'), 16, workers=1)
+    with pytest.raises(UserError) as e:
+        src.batch(0)  # every image: the damaged one among them
+    assert len(str(e.value).splitlines()) == 1 and names[0] in str(e.value), str(e.value)
+
+
+@pytest.mark.eg3d
 @pytest.mark.slow
 def test_chain_label_train_gen(tmp_path, label_zip, photos, tiny_pkl, pairs_zip):
     src, _ = label_zip

@@ -88,11 +88,14 @@ def read_entries(spec, what='--real'):
     return 'photos', [dict(name=p.name, source=str(p)) for p in list_images(spec)], None
 
 
-def _decode(source):
-    """uint8 [H,W,3] of a path or a (zip, member) source (UserError when it does not read)."""
+def _decode(source, zf=None):
+    """uint8 [H,W,3] of a path or a (zip, member) source (UserError when it does not read); zf: that
+    zip already open (a large zip's directory costs a read of its own each time it is opened)."""
     if isinstance(source, (tuple, list)):
         zpath, member = source
         try:
+            if zf is not None:
+                return np.asarray(PIL.Image.open(io.BytesIO(zf.read(member))).convert('RGB'))
             with zipfile.ZipFile(zpath) as z:
                 return np.asarray(PIL.Image.open(io.BytesIO(z.read(member))).convert('RGB'))
         except Exception as e:  # a damaged member
@@ -101,11 +104,11 @@ def _decode(source):
     return load_image(source)
 
 
-def prepare_one(source, align, size):
+def prepare_one(source, align, size, zf=None):
     """(uint8 [size,size,3] crop, None) or (None, reason): one input loaded, aligned when `align`
     (else resized). Runs in the worker processes."""
     try:
-        img = _decode(source)
+        img = _decode(source, zf)
         if align:
             from ..align import align_face
             name = Path(source[1] if isinstance(source, (tuple, list)) else source).name
@@ -174,9 +177,13 @@ class ZipImages(torch.utils.data.Dataset):
         self.has_w = torch.full((len(self.names),), self.pairs is not None)
         self.w_shape = (G.backbone.num_ws, G.w_dim)
         self.indices = list(range(len(self.names)))
+        self._zip = None
 
     def __len__(self):
         return len(self.indices)
+
+    def __getstate__(self):  # each DataLoader worker opens its own handle
+        return dict(self.__dict__, _zip=None)
 
     def subset(self, sl):
         """The items of slice `sl` (of this dataset's order), as a ZipImages."""
@@ -193,7 +200,9 @@ class ZipImages(torch.utils.data.Dataset):
                 img = _resize_uint8(img, self.resolution)
             img, w = img[0], torch.from_numpy(w).float()
         else:
-            im, reason = prepare_one((self.path, self.names[j]), False, self.resolution)
+            if self._zip is None:
+                self._zip = zipfile.ZipFile(self.path)
+            im, reason = prepare_one((self.path, self.names[j]), False, self.resolution, self._zip)
             if im is None:
                 raise UserError(reason)
             img, w = torch.from_numpy(np.array(im)).permute(2, 0, 1), torch.zeros(self.w_shape)
