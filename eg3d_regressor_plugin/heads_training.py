@@ -195,7 +195,7 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     whose rate ramps up linearly over the first `warmup` steps (a fresh Adam's first steps are
     lr-sized for every weight, which undoes much of a trained generator) and a data stream of
     its own (seed, step); this is how a run whose state file is gone, or the shipped generator,
-    trains on. neural_rendering_resolution
+    trains on (resuming such a run keeps its ramp). neural_rendering_resolution
     (default: the preset's) may be lowered for speed; the pickle keeps the preset's. num_heads
     restricts the codes to a fixed set of that many (code_pool(num_heads, z_dim, seed)): a quick
     check, or a demo generator that need only draw those heads; None draws fresh z every step.
@@ -226,6 +226,8 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         # The set of codes is the run's: keep the saved seed and num_heads.
         seed, num_heads = state['config'].get('seed', seed), state['config'].get('num_heads', 0) or None
         config.update(seed=seed, num_heads=num_heads or 0)
+        if state['config'].get('init'):  # a run started from another generator: its ramp goes on
+            config.update(init=state['config']['init'], init_step=state['config']['init_step'])
     elif init:
         G, D, step = _load_init(init)
         state, history = None, []
@@ -238,7 +240,7 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         state, step, history = None, 0, []
         gen.manual_seed(seed)
         torch.manual_seed(seed)
-    start_step = step
+    ramp_from = config.get('init_step') if config.get('init') else None  # the step the rate ramps up from
     _check(G.z_dim >= heads.NUM_PARAMS, f'preset {preset}: z_dim {G.z_dim} < the {heads.NUM_PARAMS} head parameters')
     nr_saved = G.neural_rendering_resolution  # G.synthesis(neural_rendering_resolution=...) overwrites it
     nr = neural_rendering_resolution or nr_saved
@@ -261,9 +263,9 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     t0, done = time.time(), 0
     try:
         while step < steps:
-            if init and warmup:
+            if ramp_from is not None and warmup:
                 for g in opt.param_groups:
-                    g['lr'] = lr * min(1.0, (step - start_step + 1) / warmup)
+                    g['lr'] = lr * min(1.0, (step - ramp_from + 1) / warmup)
             z, c = sample_batch(batch, gen, G.z_dim, yaw_max=yaw_max, device=device, pool=pool)
             tgt = targets(z, c, G.img_resolution, nr)
             out_g = synthesize(G, z, c, nr)

@@ -208,7 +208,10 @@ def test_init_starts_a_new_run_from_a_trained_generator(eg3d_root, tmp_path):
     assert any(not torch.equal(pa[k], pb[k]) for k in pa)
     moved = max(float((pa[k] - pb[k]).abs().max()) for k in pa)
     assert moved < 2 * ht.DEFAULTS['lr'], moved  # two steps at a quarter and a half of the rate
-    assert ht.train_heads(b, steps=5, resume=True, **FAST)['step'] == 5
+    assert ht.train_heads(b, steps=5, resume=True, warmup=4, **FAST)['step'] == 5
+    state = torch.load(ht.state_path(b), weights_only=True)  # resumed, the ramp goes on from the init's step
+    assert state['optimizer']['param_groups'][0]['lr'] == pytest.approx(ht.DEFAULTS['lr'] * 3 / 4)
+    assert state['config']['init_step'] == 2
     with pytest.raises(UserError, match='resume and init'):
         ht.train_heads(b, steps=6, resume=True, init=a, **FAST)
     plain = tmp_path / 'plain.pkl'
