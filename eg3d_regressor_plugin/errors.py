@@ -23,9 +23,12 @@ class UserError(ValueError):
     exit_code = 2
 
     def __init__(self, *args, message=None):
-        # message=: how torch's DataLoader re-raises an exception class with a `message` attribute
-        # that a worker raised (its text then holds the worker's traceback).
-        super().__init__(*(args or ((message,) if message is not None else ())))
+        # message=: how torch's DataLoader re-raises an error a worker raised (a damaged zip member),
+        # as "Caught UserError in DataLoader worker ..." and the worker's traceback; the error's own
+        # line is the last one.
+        if message is not None and not args:
+            args = (str(message).strip().splitlines()[-1].split('UserError: ', 1)[-1],)
+        super().__init__(*args)
 
     @property
     def message(self) -> str:

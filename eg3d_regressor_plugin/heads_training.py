@@ -159,13 +159,21 @@ def _load_resume(out, device):
         state = torch.load(sp, map_location='cpu', weights_only=True)
     except Exception as e:
         raise UserError(f'--resume: cannot read {sp} ({type(e).__name__}: {str(e)[:100]})') from None
-    data = bridge.load_network_pkl(out)
-    pkl_step = (data.get('training_set_kwargs') or {}).get('heads_step')
+    G, D, pkl_step = _load_networks(out, '--resume')
     _check(pkl_step == state['step'], f'--resume: {out} is at step {pkl_step} but {sp} at step {state["step"]}; '
            'they belong to different snapshots')
+    return G, D, state
+
+
+def _load_networks(network_pkl, what):
+    """(G rebuilt from the checkout's classes, D, its step) of a train-heads pickle (G_ema is G
+    there); any other pickle is refused, naming `what` it was given as."""
+    data = bridge.load_network_pkl(network_pkl)
+    step = heads_step(data.get('training_set_kwargs'))
+    _check(step is not None, f'{what}: {network_pkl} is not a train-heads pickle (no heads_step)')
     G = bridge.rebuild_generator(data['G'])
     bridge.prepare_generator(G)
-    return G, data['D'], state
+    return G, data['D'], step
 
 
 def _load_init(init):
@@ -173,13 +181,7 @@ def _load_init(init):
     if str(init) == 'shipped':
         G, D, kwargs = shipped_networks()
         return G, D, kwargs['heads_step']
-    data = bridge.load_network_pkl(init)
-    step = heads_step(data.get('training_set_kwargs'))
-    _check(step is not None, f'init: {init} is not a train-heads pickle (no heads_step); start from one, '
-           'from "shipped", or from scratch')
-    G = bridge.rebuild_generator(data['G_ema'])
-    bridge.prepare_generator(G)
-    return G, data['D'], step
+    return _load_networks(init, 'init')
 
 
 def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], seed=0, resume=False, device='cpu',
@@ -305,9 +307,9 @@ def mesh_against_truth(G, z, shape_res=128):
                                     G.rendering_kwargs['box_warp'], meshes.DENSITY_LEVEL)
     if not len(mesh.faces):
         return dict(components=0, faces=0, largest_share=0.0, watertight=False, surface_error=float('nan'))
-    parts = mesh.split(only_watertight=False)
-    big = max(parts, key=lambda m: len(m.faces))
-    return dict(components=len(parts), faces=len(mesh.faces), largest_share=len(big.faces) / len(mesh.faces),
+    big = meshes.largest_component(mesh)
+    return dict(components=meshes.component_count(mesh), faces=len(mesh.faces),
+                largest_share=len(big.faces) / len(mesh.faces),
                 watertight=bool(big.is_watertight),
                 surface_error=heads.surface_error(big.vertices, heads.params_from_z(z.cpu())))
 

@@ -93,12 +93,22 @@ def coloured_mesh(G, w, shape_res=256, colour=True, level=DENSITY_LEVEL, progres
 #----------------------------------------------------------------------------
 # Cleaning.
 
+def _component_labels(mesh):
+    """Per face, the index of its connected component (faces joined by shared edges)."""
+    import trimesh
+    return trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+
+
+def component_count(mesh):
+    """How many connected components (faces joined by shared edges) the mesh has."""
+    return int(_component_labels(mesh).max()) + 1 if len(mesh.faces) else 0
+
+
 def largest_component(mesh):
     """The connected component (faces joined by shared edges) with the most faces, vertex colours kept."""
-    import trimesh
     if not len(mesh.faces):
         return mesh.copy()
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    labels = _component_labels(mesh)
     keep = labels == np.bincount(labels).argmax()
     return mesh.submesh([np.flatnonzero(keep)], append=True, repair=False)
 

@@ -222,23 +222,16 @@ def load_real(spec, G, resolution, align=True, workers=ALIGN_WORKERS, log=print,
     dict then holds `stream` (a ZipImages) in place of img and w."""
     kind, entries, info = read_entries(spec)
     num_ws, w_dim = G.backbone.num_ws, G.w_dim
-    if kind == 'zip' and stream is not False:
-        nbytes = len(info['names']) * 3 * int(resolution) ** 2
-        if stream or nbytes > STREAM_BYTES:
-            items = ZipImages(spec, G, resolution, info)
-            log(f'Real images: {len(items)} from {spec} stream from disk ({nbytes / 2 ** 30:.1f} GB at {resolution} px '
-                f'is more than the {STREAM_BYTES / 2 ** 30:g} GB held in memory)')
-            return dict(stream=items, has_w=items.has_w, c=items.c, has_c=items.has_c, names=items.names,
-                        kind='label' if info['meta'] is not None else 'eg3d-zip')
-    if kind == 'zip' and info['meta'] is not None:  # a label (or dataset) zip: images, w and labels
-        ds = data.PairDataset(spec, G=G)
-        items = ds.load_all()
-        img = items['img']
-        if img.shape[-1] != resolution:
-            img = _resize_uint8(img, resolution)
-        n = len(img)
-        return dict(img=img, w=items['w'].float(), has_w=torch.ones(n, dtype=torch.bool), c=items['c'].float(),
-                    has_c=torch.ones(n, dtype=torch.bool), kind='label', names=list(ds.fnames))
+    nbytes = len(info['names']) * 3 * int(resolution) ** 2 if kind == 'zip' else 0
+    if kind == 'zip' and (stream or (stream is None and nbytes > STREAM_BYTES)):
+        items = ZipImages(spec, G, resolution, info)
+        log(f'Real images: {len(items)} from {spec} stream from disk ({nbytes / 2 ** 30:.1f} GB at {resolution} px '
+            f'is more than the {STREAM_BYTES / 2 ** 30:g} GB held in memory)')
+        return dict(stream=items, has_w=items.has_w, c=items.c, has_c=items.has_c, names=items.names,
+                    kind='label' if info['meta'] is not None else 'eg3d-zip')
+    if kind == 'zip' and info['meta'] is not None:  # a label (or dataset) zip: images, w and labels, all read
+        items = ZipImages(spec, G, resolution, info)
+        return dict(items.load(), kind='label', names=items.names)
     with Preparer(align and kind == 'photos', resolution, workers) as prep:
         results = prep([e['source'] for e in entries])
     keep = [i for i, (im, _) in enumerate(results) if im is not None]

@@ -10,7 +10,6 @@ import math
 import torch
 
 from .. import cameras
-from ..errors import UserError
 from . import data, networks
 
 INPUT_STATS_KEY = 0x57a7  # sample-seed key of the rendered input-statistics images (training's keys differ)
@@ -86,7 +85,7 @@ class DatasetSource:
             b = {k: v[idx] for k, v in self.items.items()}
             b['img'] = data.uint8_to_float(b['img'])
         else:
-            b = {k: v.to(self.device, non_blocking=True) for k, v in _next(self.loader).items()}
+            b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
         b['img'] = networks.resize_input(b['img'], self.resolution)
         return b
 
@@ -98,15 +97,6 @@ class DatasetSource:
         else:
             img = torch.stack([self.dataset[i]['img'] for i in range(n)]).to(self.device)
         return networks.resize_input(img, self.resolution)
-
-
-def _next(loader):
-    """The next batch of a DataLoader; a UserError a worker raised (a damaged zip member) comes
-    back with the worker's traceback in its text: keep its one line."""
-    try:
-        return next(loader)
-    except UserError as e:
-        raise UserError(str(e).strip().splitlines()[-1].split('UserError: ', 1)[-1]) from None
 
 
 class _Steps:
@@ -152,7 +142,7 @@ class RealSource:
 
     def batch(self, step):
         if self.stream is not None:
-            b = {k: v.to(self.device, non_blocking=True) for k, v in _next(self.loader).items()}
+            b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
             b['pose'] = self._pose(b['c'])
             img = b.pop('img')
         else:
