@@ -119,6 +119,8 @@ def training_set(G, pairs, resolution=64):
     from eg3d_regressor_plugin.training.dataset_writer import default_workers, make_dataset_zip
     path = CACHE / f'pairs-{fingerprint.generator_fingerprint(G)["w_avg_sha"]}-{pairs}-{resolution}px.zip'
     took = path.with_suffix('.seconds')
+    if path.is_file() and not _has_masks(path):  # from before the zips held background masks: render again
+        took.unlink(missing_ok=True)
     if not (path.is_file() and took.is_file()):
         print(f'Rendering {pairs} training pairs at {resolution} px (cached in {path})...', flush=True)
         path.unlink(missing_ok=True)
@@ -126,6 +128,11 @@ def training_set(G, pairs, resolution=64):
         make_dataset_zip(G, path, pairs, resolution=resolution, workers=default_workers(G.backbone.mapping.w_avg.device))
         took.write_text(f'{time.perf_counter() - t0:.1f}\n')
     return path, float(took.read_text())
+
+
+def _has_masks(path):
+    from eg3d_regressor_plugin.training.data import PairDataset
+    return PairDataset(path).has_masks
 
 
 def trained_regressor(G, network_pkl, regressor=None, kimg=60.0, pairs=CPU_PAIRS, arch='psp', device='cpu', eg3d=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ['overhead', 'speedup', 'refine', 'learning_curve', 'shape_memory', 'train_throughput', 'folder_throughput',
-         'video_flicker', 'app_latency', 'tuning', 'heads']
+         'video_flicker', 'app_latency', 'tuning', 'heads', 'real_gap']
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 
@@ -71,8 +71,14 @@ def main():
     text = main_readme.read_text()
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + '.*' + re.escape(END), lambda _: f'{BEGIN}\n{block}\n{END}', text, flags=re.S)
-        main_readme.write_text(text)
-        print(f'updated {main_readme}')
+    # A section of the README that shows one benchmark's table: <!-- results:NAME:begin --> ... end.
+    for name in names:
+        begin, end = f'<!-- results:{name}:begin -->', f'<!-- results:{name}:end -->'
+        if begin in text and (h := headline(name)):
+            text = re.sub(re.escape(begin) + '.*?' + re.escape(end), lambda _: f'{begin}\n```\n{h}\n```\n{end}', text,
+                          flags=re.S)
+    main_readme.write_text(text)
+    print(f'updated {main_readme}')
 
 
 if __name__ == '__main__':

@@ -66,6 +66,27 @@ def depth_to_uint8(depth):
     d = 1 - np.clip((d - lo) / max(hi - lo, 1e-8), 0, 1)
     return (d * 255 + 0.5).astype(np.uint8)
 
+BACKGROUND_QUANTILE, BACKGROUND_FRACTION = 0.15, 0.6
+
+
+def background_mask(depth, size):
+    """Where a render shows background: depth [N,1,h,w] -> float [N,1,size,size] in [0, 1] (1:
+    background), soft at the edge. A ray is background when its depth lies beyond
+    BACKGROUND_FRACTION of the way from the near end of the head (the image's 15 % depth
+    quantile) to the farthest ray: EG3D renders its background as far surfaces, not as
+    transparency, so depth is what tells the head from it."""
+    d = depth.detach().float()
+    flat = d.flatten(1)
+    near = flat.quantile(BACKGROUND_QUANTILE, dim=1).reshape(-1, 1, 1, 1)
+    far = flat.max(dim=1).values.reshape(-1, 1, 1, 1)
+    mask = (d > near + BACKGROUND_FRACTION * (far - near)).float()
+    mask = torch.nn.functional.interpolate(mask, size=(size, size), mode='bilinear', align_corners=False,
+                                           antialias=size < d.shape[-1])
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=d.device) / 16  # a 5-tap binomial blur: a soft edge
+    pad = torch.nn.functional.pad(mask, (2, 2, 2, 2), mode='replicate')
+    mask = torch.nn.functional.conv2d(pad, (k[:, None] * k[None])[None, None])
+    return mask.clamp(0, 1)
+
 #----------------------------------------------------------------------------
 # Shapes.
 

@@ -120,11 +120,17 @@ def _check_real(spec, G, no_align):
               help='Real images to mix in: an EG3D dataset zip, a `label` zip, or photos (aligned on loading)')
 @click.option('--real-ratio', type=_FloatRange(0, 1, min_open=True, why='must be in (0, 1]'), default=0.5, show_default=True,
               help='Share of real images in each batch (with --real)')
+@click.option('--real-style', type=_FloatRange(0, 1, why='must be in [0, 1]'), default=0.5, show_default=True,
+              help='Share of the synthetic pairs styled like the --real images (their backgrounds, crop jitter, '
+                   'blur, noise, JPEG), labels kept; 0: none')
 @click.option('--real-no-align', is_flag=True, help='--real photos are EG3D-style crops already: only resize them')
 @click.option('--id-loss', type=_FloatRange(min=0, why='cannot be negative'), default=0.1, show_default=True,
               help='Weight of the identity loss on real images (dlib\'s face-recognition network)')
 @click.option('--real-img-loss', type=_FloatRange(min=0, why='cannot be negative'), default=1.0, show_default=True,
               help='Weight of the pixel MSE on real images (through the generator, at the predicted pose)')
+@click.option('--real-w-loss', type=_FloatRange(min=0, why='cannot be negative'), default=0.0, show_default=True,
+              help='Weight of the L1 to the pseudo-label w of a `label` zip\'s images (0: off; labels made with '
+                   'this regressor hold its predictions where they were)')
 @click.option('--real-reg', type=_FloatRange(min=0, why='cannot be negative'), default=0.1, show_default=True,
               help='Weight of the W+ delta regularisation on real images (e4e)')
 @click.option('--real-holdout', type=_IntRange(min=0, why='cannot be negative'), default=8, show_default=True,
@@ -134,7 +140,7 @@ def _check_real(spec, G, no_align):
 @eg3d_option
 def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, snap, tick_kimg, seed, data_zip, resume, gpus, input_res,
           single_w, trunc_range, cond_pose, w_loss, pose_loss, pose_loss_type, img_loss, lpips_loss, img_res, val_seeds,
-          reuse, workers, real, real_ratio, real_no_align, id_loss, real_img_loss, real_reg, real_holdout, desc, device, eg3d):
+          reuse, workers, real, real_ratio, real_style, real_no_align, id_loss, real_img_loss, real_w_loss, real_reg, real_holdout, desc, device, eg3d):
     """Train an image -> (w, pose) regressor for an EG3D generator.
 
     \b
@@ -211,8 +217,8 @@ def train(network_pkl, outdir, arch, arch_opts, batch, kimg, lr, lr_rampdown, sn
                    data_zip=data_zip, workers=workers, reuse=reuse, trunc_range=list(trunc), cond_pose=cond_pose,
                    w_loss=w_loss, pose_loss=pose_loss, pose_loss_type=pose_loss_type, img_loss=img_loss,
                    lpips_loss=lpips_loss, img_res=img_res, val_seeds=seeds, resume=str(resume_path) if resume_path else None,
-                   real=real, real_ratio=real_ratio, real_align=not real_no_align, id_loss=id_loss,
-                   real_img_loss=real_img_loss, real_reg=real_reg, real_holdout=real_holdout)
+                   real=real, real_ratio=real_ratio, real_style=real_style, real_align=not real_no_align, id_loss=id_loss,
+                   real_img_loss=real_img_loss, real_w_loss=real_w_loss, real_reg=real_reg, real_holdout=real_holdout)
     if run_dir is None:
         name = f'{arch}-{Path(data_zip).stem if data_zip else "synth"}-gpus{world}-batch{batch}' + ('-real' if real else '') + (f'-{desc}' if desc else '')
         run_dir = launch.next_run_dir(outdir, name)

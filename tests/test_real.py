@@ -157,7 +157,8 @@ def test_train_real_refuses_a_label_set_of_another_generator(tmp_path, label_zip
 def test_train_real_each_spec(kind, tmp_path, tiny_pkl, pairs_zip, eg3d_zip, label_zip, photos):
     from eg3d_regressor_plugin.training import training_loop as loop
     spec = {'eg3d-zip': eg3d_zip, 'label': label_zip[0], 'photos': photos}[kind]
-    loop.training_loop(tmp_path, tiny_pkl, kimg=0.008, data_zip=pairs_zip, real=str(spec), real_ratio=0.5, **FAST)
+    loop.training_loop(tmp_path, tiny_pkl, kimg=0.008, data_zip=pairs_zip, real=str(spec), real_ratio=0.5,
+                       real_w_loss=1.0, **FAST)  # the pseudo-label term is off by default
     log = (tmp_path / 'log.txt').read_text()
     assert f'({kind};' in log
     stats = [json.loads(l) for l in (tmp_path / 'stats.jsonl').read_text().splitlines()]
@@ -196,7 +197,8 @@ def test_streamed_zip_gives_the_in_memory_batches(which, tmp_path, tiny_G, tiny_
         bm, bs = src_m.batch(step), src_s.batch(step)
         for k in ('img', 'target', 'w', 'has_w', 'c', 'has_c', 'pose'):
             assert torch.equal(bm[k], bs[k]), (step, k)
-    loop.training_loop(tmp_path, tiny_pkl, kimg=0.008, data_zip=pairs_zip, real=str(spec), real_ratio=0.5, **FAST)
+    loop.training_loop(tmp_path, tiny_pkl, kimg=0.008, data_zip=pairs_zip, real=str(spec), real_ratio=0.5,
+                       real_w_loss=1.0, **FAST)  # the pseudo-label term is off by default
     assert 'stream from disk' in (tmp_path / 'log.txt').read_text()
     stats = [json.loads(l) for l in (tmp_path / 'stats.jsonl').read_text().splitlines()]
     assert np.isfinite(stats[-1]['Val/real_psnr']) and np.isfinite(stats[-1]['Loss/real_img_mse'])
@@ -247,7 +249,7 @@ def test_train_real_two_process_ddp(tmp_path, tiny_pkl, pairs_zip, label_zip):
     proc = run_cli('train', '--network', tiny_pkl, '--outdir', tmp_path, '--data', pairs_zip, '--kimg', 0.016,
                    '--tick', 0.008, '--snap', 1, '--gpus', 2, '--arch', 'unet', '--input-res', 32, '--batch', 4,
                    '--val-seeds', '0-1', '--real', label_zip[0], '--real-ratio', 0.5, '--real-holdout', 1,
-                   '--workers', 0, '--device', 'cpu')
+                   '--real-w-loss', 1, '--workers', 0, '--device', 'cpu')
     assert proc.returncode == 0, proc.stderr
     (run,) = tmp_path.iterdir()
     log = (run / 'log.txt').read_text()
@@ -273,3 +275,28 @@ def test_train_real_resume_continues_exactly(tmp_path, tiny_pkl, pairs_zip, eg3d
     assert resumed['state']['step'] == straight['state']['step'] == 4
     for k, v in straight['state_dict'].items():
         assert torch.equal(resumed['state_dict'][k], v), k
+
+
+@pytest.mark.eg3d
+@pytest.mark.slow
+def test_train_real_style_pairs(tmp_path, tiny_pkl, pairs_zip, eg3d_zip):
+    """Real-style pairs from a dataset zip with masks, from on-the-fly renders (masks rendered),
+    and from a zip written before masks (one log line; they keep their backgrounds); styling
+    changes what the network learns."""
+    from eg3d_regressor_plugin.training import training_loop as loop
+    old = tmp_path / 'old.zip'
+    with zipfile.ZipFile(pairs_zip) as z, zipfile.ZipFile(old, 'w') as out:
+        for name in z.namelist():
+            if not name.startswith('masks/'):
+                out.writestr(name, z.read(name))
+    weights = {}
+    for name, data_zip, style in (('masks', pairs_zip, 1.0), ('fly', None, 1.0), ('old', old, 1.0), ('none', pairs_zip, 0.0)):
+        d = tmp_path / name
+        d.mkdir()
+        loop.training_loop(d, tiny_pkl, kimg=0.008, data_zip=data_zip, real=str(eg3d_zip), real_style=style, **FAST)
+        log = (d / 'log.txt').read_text()
+        assert ('no background masks' in log) == (name == 'old'), name
+        weights[name] = torch.load(d / 'regressor-snapshot-000000.pt', weights_only=True)['state_dict']
+        assert all(torch.isfinite(v).all() for v in weights[name].values() if v.is_floating_point())
+    assert any(not torch.equal(v, weights['none'][k]) for k, v in weights['masks'].items())
+    assert any(not torch.equal(v, weights['old'][k]) for k, v in weights['masks'].items())

@@ -10,6 +10,8 @@
     loss.py            RegressorLoss
     real_loss.py       the loss on real images (image, LPIPS, identity, pseudo-labels, delta
                        regularisation) and of a mixed batch
+    real_style.py      synthetic pairs styled like the real images (their backgrounds, crop
+                       jitter, blur, noise, JPEG), labels kept
     validation.py      held-out metrics and the validation grid
     distributed.py     DDP helpers: process group, means over ranks, weight digests
     console.py         the stdout Tee into log.txt, format_time

@@ -27,6 +27,10 @@ images and labels:
     00000/img00000000.png ...         images, uint8 RGB
     dataset.json                      {"labels": [["00000/img00000000.png", [25 floats]], ...]}
     ws/00000/img00000000.npy ...      the w of each image, float32 (1, num_ws, w_dim)
+    masks/00000/img00000000.png ...   where each image shows background (render.background_mask),
+                                      uint8 grey, 255 = background (older datasets have
+                                      none; they train as before, without real-style pairs'
+                                      backgrounds)
     regressor_dataset.json            format, count, resolution, the generator's identity and
                                       the sampling settings
 """
@@ -115,22 +119,26 @@ class PairSampler:
         return w_avg + psi.reshape(-1, 1, 1).to(w) * (w - w_avg)
 
     @torch.no_grad()
-    def render(self, w, c, render_seed, resolution=None):
-        """Images [N,3,R,R] in [-1,1] of codes w at cameras c, with the torch RNG seeded (restored after)."""
+    def render(self, w, c, render_seed, resolution=None, masks=False):
+        """Images [N,3,R,R] in [-1,1] of codes w at cameras c, with the torch RNG seeded (restored
+        after); with masks, (images, background masks [N,1,R,R] in [0,1]: render.background_mask)."""
         resolution = resolution or self.resolution
         # One seeded random stream through all the chunks (seed=None in render.render): seeding each
         # chunk afresh would change every image after the first (EG3D's ray sampling draws from the
         # stream), and with them the training data and the datasets already written.
         with render.seeded(render_seed, self.device):
-            imgs = []
+            imgs, bgs = [], []
             for i in range(0, len(w), self.chunk):
-                img = render.render(self.G, w[i:i + self.chunk], c[i:i + self.chunk], seed=None)['image']
-                imgs.append(resize_input(img.clamp(-1, 1), resolution).clamp(-1, 1))
-        return torch.cat(imgs)
+                out = render.render(self.G, w[i:i + self.chunk], c[i:i + self.chunk], seed=None)
+                imgs.append(resize_input(out['image'].clamp(-1, 1), resolution).clamp(-1, 1))
+                if masks:
+                    bgs.append(render.background_mask(out['image_depth'], resolution))
+        return (torch.cat(imgs), torch.cat(bgs)) if masks else torch.cat(imgs)
 
-    def sample_seeds(self, seeds, resolution=None, render_seed=None):
-        """dict(img [N,3,R,R], w [N,num_ws,w_dim], pose [N,2] (yaw, pitch), c [N,25]), on G's device.
-        render_seed: the seed of EG3D's random ray sampling (default: the first sample seed)."""
+    def sample_seeds(self, seeds, resolution=None, render_seed=None, masks=False):
+        """dict(img [N,3,R,R], w [N,num_ws,w_dim], pose [N,2] (yaw, pitch), c [N,25]; with masks
+        also mask [N,1,R,R], the background mask), on G's device. render_seed: the seed of EG3D's
+        random ray sampling (default: the first sample seed)."""
         seeds = [int(s) for s in seeds]
         d = self.draw(seeds)
         dev = self.device
@@ -138,12 +146,14 @@ class PairSampler:
             c = cameras.pose_to_label(d['pose'][:, 0], d['pose'][:, 1], device=dev)
             c_cond = cameras.pose_to_label(d['cond_pose'][:, 0], d['cond_pose'][:, 1], device=dev)
         w = self.codes(d['z'].to(dev), d['psi'].to(dev), c_cond)
-        img = self.render(w, c, render_seed=seeds[0] if render_seed is None else render_seed, resolution=resolution)
-        return dict(img=img, w=w, pose=d['pose'].to(dev), c=c)
+        out = self.render(w, c, render_seed=seeds[0] if render_seed is None else render_seed, resolution=resolution,
+                          masks=masks)
+        img, mask = out if masks else (out, None)
+        return dict(img=img, w=w, pose=d['pose'].to(dev), c=c, **({'mask': mask} if masks else {}))
 
-    def sample(self, n, *keys):
+    def sample(self, n, *keys, masks=False):
         """A batch of n pairs whose sample seeds derive from keys (e.g. run seed, rank, step)."""
-        return self.sample_seeds([derive_seed(*keys, j) for j in range(n)])
+        return self.sample_seeds([derive_seed(*keys, j) for j in range(n)], masks=masks)
 
 
 @torch.no_grad()
@@ -177,8 +187,13 @@ def w_name(fname):
     return f'ws/{fname[:-4]}.npy'
 
 
+def mask_name(fname):
+    return f'masks/{fname}'
+
+
 class PairDataset(torch.utils.data.Dataset):
-    """Reads a dataset zip: item -> dict(img [3,R,R] float in [-1,1], w [num_ws,w_dim], pose [2], c [25]).
+    """Reads a dataset zip: item -> dict(img [3,R,R] float in [-1,1], w [num_ws,w_dim], pose [2], c [25],
+    and mask [1,R,R] in [0,1] (1: background) when the zip has masks: has_masks).
     Refused with a UserError when the file is no such dataset, or was made for another generator."""
 
     def __init__(self, path, G=None):
@@ -208,6 +223,7 @@ class PairDataset(torch.utils.data.Dataset):
         if missing or len(self.fnames) != self.meta.get('count') or not self.fnames:
             raise UserError(f'dataset {path} is incomplete ({len(self.fnames)} labels, '
                             f'{self.meta.get("count")} expected, missing e.g. {missing[:1]})')
+        self.has_masks = all(mask_name(f) in names for f in self.fnames)
         yaw, pitch, _ = cameras.label_to_pose(torch.from_numpy(self.labels))
         self.poses = torch.stack([yaw, pitch], dim=1)
         if G is not None:
@@ -229,7 +245,7 @@ class PairDataset(torch.utils.data.Dataset):
         return dict(self.__dict__, _zip=None)
 
     def _read(self, idx):
-        """(uint8 image [R,R,3], w [num_ws,w_dim] float32) of item idx."""
+        """(uint8 image [R,R,3], w [num_ws,w_dim] float32, uint8 mask [R,R] or None) of item idx."""
         z = self._open()
         fname = self.fnames[idx]
         try:
@@ -237,25 +253,35 @@ class PairDataset(torch.utils.data.Dataset):
                 img = np.array(PIL.Image.open(f).convert('RGB'))
             with z.open(w_name(fname)) as f:
                 w = np.load(io.BytesIO(f.read()))
+            mask = None
+            if self.has_masks:
+                with z.open(mask_name(fname)) as f:
+                    mask = np.array(PIL.Image.open(f).convert('L'))
         except Exception as e:  # a damaged member: name the file and the item
             raise UserError(f'dataset {self.path}: cannot read item {fname} ({type(e).__name__}: {e})') from None
-        return img, w.reshape(w.shape[-2:]).astype(np.float32)
+        return img, w.reshape(w.shape[-2:]).astype(np.float32), mask
 
     def __getitem__(self, idx):
-        img, w = self._read(idx)
-        return dict(img=uint8_to_float(torch.from_numpy(img).permute(2, 0, 1)), w=torch.from_numpy(w),
+        img, w, mask = self._read(idx)
+        item = dict(img=uint8_to_float(torch.from_numpy(img).permute(2, 0, 1)), w=torch.from_numpy(w),
                     pose=self.poses[idx], c=torch.from_numpy(self.labels[idx]))
+        if mask is not None:
+            item['mask'] = torch.from_numpy(mask)[None].float() / 255
+        return item
 
     def nbytes(self):
-        """Memory that load_all needs (images as uint8)."""
-        _, w = self._read(0)
-        return len(self) * (3 * self.resolution ** 2 + w.nbytes + 27 * 4)
+        """Memory that load_all needs (images and masks as uint8)."""
+        _, w, _ = self._read(0)
+        return len(self) * ((3 + self.has_masks) * self.resolution ** 2 + w.nbytes + 27 * 4)
 
     def load_all(self, device='cpu'):
-        """Every item at once: dict(img uint8 [N,3,R,R], w [N,num_ws,w_dim], pose [N,2], c [N,25]) on device."""
-        imgs, ws = zip(*(self._read(i) for i in range(len(self))))
+        """Every item at once: dict(img uint8 [N,3,R,R], w [N,num_ws,w_dim], pose [N,2], c [N,25],
+        and mask uint8 [N,1,R,R] when the zip has masks) on device."""
+        imgs, ws, masks = zip(*(self._read(i) for i in range(len(self))))
         out = dict(img=torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous(),
                    w=torch.from_numpy(np.stack(ws)), pose=self.poses.clone(), c=torch.from_numpy(self.labels.copy()))
+        if self.has_masks:
+            out['mask'] = torch.from_numpy(np.stack(masks))[:, None].contiguous()
         return {k: v.to(device) for k, v in out.items()}
 
 

@@ -59,14 +59,16 @@ def write_shard(path, start, batch):
     imgs = to_uint8(batch['img'])
     ws = batch['w'].detach().cpu().numpy()
     labels = batch['c'].detach().cpu().numpy()
-    items = [dict(fname=data.image_name(start + j), img=imgs[j], w=ws[j], label=labels[j]) for j in range(len(imgs))]
+    masks = to_uint8(batch['mask'] * 2 - 1)[..., 0] if 'mask' in batch else [None] * len(imgs)
+    items = [dict(fname=data.image_name(start + j), img=imgs[j], w=ws[j], label=labels[j], mask=masks[j])
+             for j in range(len(imgs))]
     write_items(path, start, len(items), items)
 
 
 def write_items(path, start, count, items, skipped=()):
     """A shard zip covering input indices [start, start + count), written atomically: items (dicts
-    of fname, img uint8 HWC, w [num_ws,w_dim], label [25], optional row: a dict of figures for the
-    labels CSV) and skipped inputs (dicts of index, name, reason) that are done with too."""
+    of fname, img uint8 HWC, w [num_ws,w_dim], label [25], optional mask uint8 HW (background
+    255) and row: a dict of figures for the labels CSV) and skipped inputs (dicts of index, name, reason) that are done with too."""
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as z:
             names, rows = {}, {}
@@ -74,6 +76,8 @@ def write_items(path, start, count, items, skipped=()):
                 fname = item['fname']
                 z.writestr(fname, _png(item['img']))
                 z.writestr(data.w_name(fname), _npy(np.asarray(item['w'])[None]))  # (1, num_ws, w_dim) like EG3D's projectors
+                if item.get('mask') is not None:
+                    z.writestr(data.mask_name(fname), _png(item['mask']))
                 names[fname] = [float(v) for v in item['label']]
                 if item.get('row') is not None:
                     rows[fname] = item['row']
@@ -144,7 +148,8 @@ class ShardStore:
                 for start, _, path in self.shards():
                     with zipfile.ZipFile(path) as z:
                         shard_labels = json.loads(z.read('labels.json'))
-                        extra = json.loads(z.read(EXTRA)) if EXTRA in z.namelist() else {}
+                        members = set(z.namelist())
+                        extra = json.loads(z.read(EXTRA)) if EXTRA in members else {}
                         skipped += [s for s in extra.get('skipped', []) if s['index'] < count]
                         for fname in sorted(shard_labels):
                             if int(fname[-12:-4]) >= count or fname in seen:
@@ -152,6 +157,8 @@ class ShardStore:
                             seen.add(fname)
                             out.writestr(fname, z.read(fname))
                             out.writestr(data.w_name(fname), z.read(data.w_name(fname)))
+                            if data.mask_name(fname) in members:
+                                out.writestr(data.mask_name(fname), z.read(data.mask_name(fname)))
                             labels.append([fname, shard_labels[fname]])
                             rows[fname] = extra.get('rows', {}).get(fname)
                 labels.sort()
@@ -198,7 +205,7 @@ def _csv(labels, rows, columns):
 def _render_shards(sampler, seed, todo, partial, done_fn=None):
     for start, n in todo:
         seeds = [data.derive_seed(seed, i) for i in range(start, start + n)]
-        write_shard(Path(partial) / f'shard-{start:08d}.zip', start, sampler.sample_seeds(seeds))
+        write_shard(Path(partial) / f'shard-{start:08d}.zip', start, sampler.sample_seeds(seeds, masks=True))
         if done_fn is not None:
             done_fn(n)
 
@@ -285,4 +292,5 @@ def make_dataset_zip(G, dest, count, seed=0, trunc_range=data.DEFAULT_TRUNC, bat
     return dest
 
 
-LAYOUT = 'images NNNNN/imgNNNNNNNN.png, labels in dataset.json (EG3D), w in ws/NNNNN/imgNNNNNNNN.npy (1, num_ws, w_dim)'
+LAYOUT = ('images NNNNN/imgNNNNNNNN.png, labels in dataset.json (EG3D), w in ws/NNNNN/imgNNNNNNNN.npy (1, num_ws, w_dim), '
+          'background masks in masks/NNNNN/imgNNNNNNNN.png (255: background)')

@@ -78,7 +78,7 @@ class RegressorLoss:
             total = total + self.pose_weight * terms['pose']
         if self.img_weight or self.lpips_weight:
             fake = self.render(pred['w'], batch['c'], render_seed)
-            real = batch['img']
+            real = batch.get('clean', batch['img'])  # a real-styled pair's render, not its photo look
             res = min(fake.shape[-1], real.shape[-1])
             fake, real = resize_input(fake, res), resize_input(real, res)
             if self.img_weight:

@@ -194,7 +194,7 @@ class ZipImages(torch.utils.data.Dataset):
     def __getitem__(self, i):
         j = self.indices[i]
         if self.pairs is not None:
-            img, w = self.pairs._read(j)
+            img, w, _ = self.pairs._read(j)
             img = torch.from_numpy(img).permute(2, 0, 1)[None]
             if img.shape[-1] != self.resolution:
                 img = _resize_uint8(img, self.resolution)

@@ -8,7 +8,10 @@ RegressorLoss (latent, pose, optional image terms); real images get
             machine (optimize.lpips_network); otherwise skipped with one log line
     id      1 - cosine of dlib's face-recognition embeddings (face_identity, the offline port) of
             the rendering and the image
-    w_l1    L1 on the normalised w, where a pseudo-label (a `label` zip) gives one
+    w_l1    L1 on the normalised w, where a pseudo-label (a `label` zip) gives one (off by
+            default in training_loop: pseudo-labels made with the regressor being trained pin
+            its predictions on real images where they were, which undid the styled pairs' gain
+            in benchmarks/real_gap.py even at weight 0.1)
     pose    the pose loss, where a camera label (an EG3D zip, a `label` zip) gives the pose
     reg     e4e's delta regularisation: the squared differences between each W+ level and the
             first, in units of the w statistics' scale.

@@ -23,6 +23,7 @@ class RenderSource:
 
     def __init__(self, sampler, batch_gpu, reuse, seed, rank):
         self.sampler, self.batch_gpu, self.seed, self.rank = sampler, batch_gpu, seed, rank
+        self.masks = False  # render background masks too (for real-style pairs)
         self.fresh = max(1, math.ceil(batch_gpu / max(1, int(reuse))))  # pairs rendered per step
         self.reuse = batch_gpu / self.fresh  # how often a pair is used, on average
         self.groups = 1 if self.fresh >= batch_gpu else 2 * math.ceil(self.reuse)  # pool size in steps
@@ -37,7 +38,7 @@ class RenderSource:
 
     def _group(self, g):
         # Groups before step 0 fill the initial pool; the flag keeps their seeds apart.
-        return self.sampler.sample(self.fresh, self.seed, self.rank, int(g < 0), abs(g))
+        return self.sampler.sample(self.fresh, self.seed, self.rank, int(g < 0), abs(g), masks=self.masks)
 
     def batch(self, step):
         wanted = range(step - self.groups + 1, step + 1)
@@ -84,6 +85,8 @@ class DatasetSource:
             idx = torch.tensor(data.epoch_batch(step, *self.args), device=self.device)
             b = {k: v[idx] for k, v in self.items.items()}
             b['img'] = data.uint8_to_float(b['img'])
+            if 'mask' in b:
+                b['mask'] = b['mask'].float() / 255
         else:
             b = {k: v.to(self.device, non_blocking=True) for k, v in next(self.loader).items()}
         b['img'] = networks.resize_input(b['img'], self.resolution)
@@ -164,10 +167,11 @@ class RealSource:
 class MixedSource:
     """A synthetic source's pairs and a RealSource's images in one batch: dict(img (synthetic
     first, then real: one forward pass, as DDP wants), n_syn, syn (the synthetic batch, or None),
-    real). The share of real images is fixed per batch."""
+    real). The share of real images is fixed per batch. With a style, a share of the synthetic
+    pairs is styled like the step's real images (real_style.RealStyle)."""
 
-    def __init__(self, synthetic, real):
-        self.synthetic, self.real = synthetic, real
+    def __init__(self, synthetic, real, style=None):
+        self.synthetic, self.real, self.style = synthetic, real, style  # style: a real_style.RealStyle or None
 
     @property
     def rendered(self):
@@ -182,6 +186,8 @@ class MixedSource:
         if self.synthetic is None:
             return dict(img=real['img'], n_syn=0, syn=None, real=real)
         syn = self.synthetic.batch(step)
+        if self.style is not None:
+            syn = self.style(syn, real['target'], step)
         return dict(img=torch.cat([syn['img'], real['img']]), n_syn=len(syn['img']), syn=syn, real=real)
 
     def stat_images(self):

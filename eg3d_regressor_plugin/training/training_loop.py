@@ -26,7 +26,7 @@ from .validation import save_val_grid, validate, validate_real
 RECORDED = ('network_pkl', 'arch', 'arch_kwargs', 'input_res', 'single_w', 'batch', 'kimg', 'lr', 'lr_rampdown',
             'tick_kimg', 'snap', 'seed', 'data_zip', 'workers', 'reuse', 'trunc_range', 'cond_pose', 'w_loss',
             'pose_loss', 'pose_loss_type', 'img_loss', 'lpips_loss', 'img_res', 'val_seeds', 'resume',
-            'real', 'real_ratio', 'real_img_loss', 'real_lpips_loss', 'id_loss', 'real_reg', 'real_holdout', 'real_align')
+            'real', 'real_ratio', 'real_style', 'real_img_loss', 'real_lpips_loss', 'id_loss', 'real_reg', 'real_w_loss', 'real_holdout', 'real_align')
 
 
 def lr_factor(progress_kimg, progress_time, rampdown):
@@ -63,7 +63,9 @@ def training_loop(
     val_seeds=tuple(range(64)),     # Held-out validation sample seeds.
     real=None,                      # Real images mixed in (real_data.py: an EG3D zip, a label zip, photos).
     real_ratio=0.5,                 # Their share of each batch.
+    real_style=0.5,                 # Share of the synthetic pairs styled like them (real_style.py).
     real_img_loss=1.0, real_lpips_loss=0.5, id_loss=0.1, real_reg=0.1,  # Real-image loss weights (real_loss.py).
+    real_w_loss=0.0,                # Weight of the L1 to pseudo-labels (a `label` zip's w; see real_loss.py).
     real_holdout=8,                 # Real images held out for validation.
     real_align=True,                # Align photos (a folder) on loading.
     grid=8,                         # Validation pairs in the snapshot image grid.
@@ -114,9 +116,9 @@ def training_loop(
         if real:
             source, loss_fn, real_val, real_identity = _real_setup(
                 real, real_align, real_holdout, n_real, source, loss_fn, G, w_stats, dict(
-                    img_weight=real_img_loss, lpips_weight=real_lpips_loss, id_weight=id_loss, w_weight=w_loss,
+                    img_weight=real_img_loss, lpips_weight=real_lpips_loss, id_weight=id_loss, w_weight=real_w_loss,
                     pose_weight=pose_loss, reg_weight=real_reg, img_res=img_res),
-                seed, rank, world, device, input_res, step, workers, log)
+                real_style, seed, rank, world, device, input_res, step, workers, log)
         if state is None:  # the same images on every rank; a resumed network has its statistics
             t0 = time.time()
             imgs = source.stat_images()
@@ -257,10 +259,11 @@ def _restore(opt, state, lr, is_main):
     return state['cur_nimg'], state['cur_tick'], state['step'], state['train_time']
 
 
-def _real_setup(spec, align, holdout, n_real, synthetic, loss_fn, G, w_stats, weights, seed, rank, world, device,
-                input_res, start_step, workers, log):
-    """The mixed source and loss of `--real` training, the held-out real images and the identity
-    network that validates them -> (MixedSource, MixedLoss, held-out part or None, identity or None)."""
+def _real_setup(spec, align, holdout, n_real, synthetic, loss_fn, G, w_stats, weights, style, seed, rank, world,
+                device, input_res, start_step, workers, log):
+    """The mixed source and loss of `--real` training (a `style` share of the synthetic pairs
+    styled like the real images), the held-out real images and the identity network that
+    validates them -> (MixedSource, MixedLoss, held-out part or None, identity or None)."""
     from . import real_data
     from .real_loss import MixedLoss, RealImageLoss
     from .sources import MixedSource, RealSource
@@ -272,8 +275,17 @@ def _real_setup(spec, align, holdout, n_real, synthetic, loss_fn, G, w_stats, we
         f'{int(real["has_c"].sum())} with camera labels), {0 if val_part is None else len(val_part["img"])} held out, '
         f'loaded in {format_time(time.time() - t0)}')
     real_loss = RealImageLoss(w_stats, G, log=log, **weights)
+    styler = None
+    if style and synthetic is not None:
+        from .real_style import RealStyle
+        styler = RealStyle(style, seed, rank, input_res)
+        if isinstance(synthetic, RenderSource):
+            synthetic.masks = True
+        elif not synthetic.dataset.has_masks:
+            log(f'Real-style pairs: {synthetic.dataset.path} has no background masks (written by an older version): '
+                'they keep their rendered backgrounds; rewrite it with `eg3d-regress dataset` for real ones')
     source = MixedSource(synthetic, RealSource(train_part, n_real, seed, rank, world, device, input_res, start_step,
-                                               workers))
+                                               workers), styler)
     identity = real_loss.identity
     if identity is None and val_part is not None:
         from ..face_identity import load_face_identity
