@@ -5,7 +5,6 @@ step, the masks in dataset zips, and training with it."""
 import json
 import zipfile
 
-import numpy as np
 import pytest
 import torch
 
@@ -94,6 +93,8 @@ def test_dataset_zip_holds_the_renders_masks(tmp_path, tiny_G):
     assert items['mask'].shape == (3, 1, 32, 32) and items['mask'].dtype == torch.uint8
     assert (items['mask'].float() / 255 - fresh['mask']).abs().max() < 1 / 255 + 1e-6
     assert ds[1]['mask'].shape == (1, 32, 32)
+    ds.with_masks = False  # a reader that does not need them (plain training, real images) skips them
+    assert 'mask' not in ds.load_all() and 'mask' not in ds[1] and ds.nbytes() < data.PairDataset(dest).nbytes()
     assert 0 < float(fresh['mask'].mean()) < 1  # a render shows both head and background
     # A zip from before masks (the members removed) still reads, without them.
     old = tmp_path / 'old.zip'

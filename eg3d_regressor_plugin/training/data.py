@@ -193,7 +193,8 @@ def mask_name(fname):
 
 class PairDataset(torch.utils.data.Dataset):
     """Reads a dataset zip: item -> dict(img [3,R,R] float in [-1,1], w [num_ws,w_dim], pose [2], c [25],
-    and mask [1,R,R] in [0,1] (1: background) when the zip has masks: has_masks).
+    and mask [1,R,R] in [0,1] (1: background) when the zip has masks (has_masks) and with_masks is
+    set (by default; a reader that does not need them clears it, and they are not read).
     Refused with a UserError when the file is no such dataset, or was made for another generator."""
 
     def __init__(self, path, G=None):
@@ -224,6 +225,7 @@ class PairDataset(torch.utils.data.Dataset):
             raise UserError(f'dataset {path} is incomplete ({len(self.fnames)} labels, '
                             f'{self.meta.get("count")} expected, missing e.g. {missing[:1]})')
         self.has_masks = all(mask_name(f) in names for f in self.fnames)
+        self.with_masks = self.has_masks
         yaw, pitch, _ = cameras.label_to_pose(torch.from_numpy(self.labels))
         self.poses = torch.stack([yaw, pitch], dim=1)
         if G is not None:
@@ -254,7 +256,7 @@ class PairDataset(torch.utils.data.Dataset):
             with z.open(w_name(fname)) as f:
                 w = np.load(io.BytesIO(f.read()))
             mask = None
-            if self.has_masks:
+            if self.with_masks:
                 with z.open(mask_name(fname)) as f:
                     mask = np.array(PIL.Image.open(f).convert('L'))
         except Exception as e:  # a damaged member: name the file and the item
@@ -272,15 +274,15 @@ class PairDataset(torch.utils.data.Dataset):
     def nbytes(self):
         """Memory that load_all needs (images and masks as uint8)."""
         _, w, _ = self._read(0)
-        return len(self) * ((3 + self.has_masks) * self.resolution ** 2 + w.nbytes + 27 * 4)
+        return len(self) * ((3 + self.with_masks) * self.resolution ** 2 + w.nbytes + 27 * 4)
 
     def load_all(self, device='cpu'):
         """Every item at once: dict(img uint8 [N,3,R,R], w [N,num_ws,w_dim], pose [N,2], c [N,25],
-        and mask uint8 [N,1,R,R] when the zip has masks) on device."""
+        and mask uint8 [N,1,R,R] with the masks) on device."""
         imgs, ws, masks = zip(*(self._read(i) for i in range(len(self))))
         out = dict(img=torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous(),
                    w=torch.from_numpy(np.stack(ws)), pose=self.poses.clone(), c=torch.from_numpy(self.labels.copy()))
-        if self.has_masks:
+        if self.with_masks:
             out['mask'] = torch.from_numpy(np.stack(masks))[:, None].contiguous()
         return {k: v.to(device) for k, v in out.items()}
 

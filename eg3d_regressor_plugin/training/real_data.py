@@ -166,6 +166,7 @@ class ZipImages(torch.utils.data.Dataset):
         self.path, self.resolution = str(spec), int(resolution)
         self.pairs = data.PairDataset(spec, G=G) if info['meta'] is not None else None
         if self.pairs is not None:
+            self.pairs.with_masks = False  # real images: a pairs zip's masks are not used
             self.names = list(self.pairs.fnames)
             self.c = torch.from_numpy(self.pairs.labels)
             self.has_c = torch.ones(len(self.names), dtype=torch.bool)

@@ -62,13 +62,15 @@ class DatasetSource:
     """Batches from a dataset zip, in a seeded order per epoch, split between the ranks. A dataset
     that fits in PRELOAD_BYTES is decoded once and kept on the device (decoding a batch of PNGs
     can cost as much as a training step of a small regressor on a CPU); a larger one streams
-    through DataLoader workers. Both give the same batches."""
+    through DataLoader workers. Both give the same batches. With masks, batches carry the pairs'
+    background masks (when the zip has them)."""
 
     PRELOAD_BYTES = 1 << 30
     STAT_IMAGES = 1024  # the first ones of the dataset, for the input statistics
 
-    def __init__(self, dataset, batch_gpu, seed, rank, world, device, resolution, start_step, workers=2):
+    def __init__(self, dataset, batch_gpu, seed, rank, world, device, resolution, start_step, workers=2, masks=False):
         self.dataset, self.device, self.resolution = dataset, device, resolution
+        dataset.with_masks = masks and dataset.has_masks  # the background masks, for real-style pairs only
         self.args = (batch_gpu, rank, world, len(dataset), seed)
         self.items = self.loader = None
         if dataset.nbytes() <= self.PRELOAD_BYTES:

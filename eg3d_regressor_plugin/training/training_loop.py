@@ -109,7 +109,8 @@ def training_loop(
         source = None
         if batch_gpu > n_real and data_zip:
             dataset = data.PairDataset(data_zip, G=G)
-            source = DatasetSource(dataset, batch_gpu - n_real, seed, rank, world, device, input_res, step, workers)
+            source = DatasetSource(dataset, batch_gpu - n_real, seed, rank, world, device, input_res, step, workers,
+                                   masks=bool(real and real_style))
         elif batch_gpu > n_real:
             source = RenderSource(sampler, batch_gpu - n_real, reuse, seed, rank)
         real_val = real_identity = None
