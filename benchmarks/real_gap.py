@@ -33,18 +33,17 @@ L1 <= 1.1x.
     python benchmarks/real_gap.py --quick    # ~3 minutes: a smoke run, the figures mean little
 """
 
-import io
 import shutil
 import time
 
 import click
 import numpy as np
 import PIL.Image
-import PIL.ImageFilter
 import torch
 
 import common
 from eg3d_regressor_plugin import render as rendering
+from eg3d_regressor_plugin.training.real_style import photo_defects
 
 REAL_RATIO = 0.25  # real images per batch in the fine-tuning (their losses render through the generator)
 TEXTURES = ('grass', 'gravel', 'brick', 'rocket', 'coffee', 'chelsea')
@@ -64,18 +63,10 @@ def domain_shift(img, depth, k):
     r = img.shape[0]
     mask = rendering.background_mask(torch.as_tensor(depth, dtype=torch.float32)[None, None], r)[0, 0].numpy()
     out = img * (1 - mask[..., None]) + _texture(k, r) * mask[..., None]
-    # a small crop shift and scale change
+    # a small crop shift and scale change, blur, sensor noise, JPEG: fixed strengths
     s = 1 + rng.uniform(0.05, 0.1)
-    dx, dy = rng.integers(-3, 4, size=2)
-    pil = PIL.Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
-    side = r / s
-    left, top = (float(np.clip((r - side) / 2 + v, 0, r - side)) for v in (dx, dy))
-    pil = pil.resize((r, r), PIL.Image.BICUBIC, box=(left, top, left + side, top + side))
-    pil = pil.filter(PIL.ImageFilter.GaussianBlur(0.8))
-    arr = np.asarray(pil).astype(np.float32) + rng.normal(0, 4.0, size=(r, r, 3))
-    buf = io.BytesIO()
-    PIL.Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, format='jpeg', quality=45)
-    return np.asarray(PIL.Image.open(buf).convert('RGB'))
+    shift = rng.integers(-3, 4, size=2)
+    return photo_defects(np.clip(out, 0, 255).astype(np.uint8), s, shift, 0.8, 4.0, 45, rng)
 
 
 def shifted_set(G, seeds):

@@ -28,7 +28,7 @@ from .options import Command, device_option, eg3d_option
 @click.option('--resume', is_flag=True, help='Continue the run saved in --out')
 @click.option('--init', metavar='PKL|shipped', default=None,
               help='Start from this train-heads pickle\'s generator, or the shipped one, at its step (a fresh '
-                   'optimiser, its rate ramped up over the first 100 steps)')
+                   f'optimiser, its rate ramped up over the first {DEFAULTS["warmup"]} steps)')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (weights, heads and cameras)')
 @device_option
 @eg3d_option

@@ -21,9 +21,9 @@ class RenderSource:
     of about 2 x batch recent pairs and trains on a random batch of the pool. Stateless in the
     step: a resumed run rebuilds the pool by rendering its pairs again."""
 
-    def __init__(self, sampler, batch_gpu, reuse, seed, rank):
+    def __init__(self, sampler, batch_gpu, reuse, seed, rank, masks=False):
         self.sampler, self.batch_gpu, self.seed, self.rank = sampler, batch_gpu, seed, rank
-        self.masks = False  # render background masks too (for real-style pairs)
+        self.masks = masks  # render the background masks too (for real-style pairs)
         self.fresh = max(1, math.ceil(batch_gpu / max(1, int(reuse))))  # pairs rendered per step
         self.reuse = batch_gpu / self.fresh  # how often a pair is used, on average
         self.groups = 1 if self.fresh >= batch_gpu else 2 * math.ceil(self.reuse)  # pool size in steps

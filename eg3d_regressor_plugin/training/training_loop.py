@@ -107,12 +107,13 @@ def training_loop(
         batch_gpu = batch // world
         n_real = min(batch_gpu, max(1, round(batch_gpu * real_ratio))) if real else 0
         source = None
+        styled = bool(real and real_style)  # real-style pairs need the synthetic pairs' background masks
         if batch_gpu > n_real and data_zip:
             dataset = data.PairDataset(data_zip, G=G)
             source = DatasetSource(dataset, batch_gpu - n_real, seed, rank, world, device, input_res, step, workers,
-                                   masks=bool(real and real_style))
+                                   masks=styled)
         elif batch_gpu > n_real:
-            source = RenderSource(sampler, batch_gpu - n_real, reuse, seed, rank)
+            source = RenderSource(sampler, batch_gpu - n_real, reuse, seed, rank, masks=styled)
         real_val = real_identity = None
         if real:
             source, loss_fn, real_val, real_identity = _real_setup(
@@ -280,9 +281,7 @@ def _real_setup(spec, align, holdout, n_real, synthetic, loss_fn, G, w_stats, we
     if style and synthetic is not None:
         from .real_style import RealStyle
         styler = RealStyle(style, seed, rank, input_res)
-        if isinstance(synthetic, RenderSource):
-            synthetic.masks = True
-        elif not synthetic.dataset.has_masks:
+        if isinstance(synthetic, DatasetSource) and not synthetic.dataset.has_masks:
             log(f'Real-style pairs: {synthetic.dataset.path} has no background masks (written by an older version): '
                 'they keep their rendered backgrounds; rewrite it with `eg3d-regress dataset` for real ones')
     source = MixedSource(synthetic, RealSource(train_part, n_real, seed, rank, world, device, input_res, start_step,
