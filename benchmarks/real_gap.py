@@ -28,7 +28,7 @@ error (latent L1 on clean held-out renders), which fine-tuning must not worsen b
 Targets: fine-tuned latent L1 <= 0.8x and PSNR >= +1 dB vs synthetic-only; synthetic latent
 L1 <= 1.1x.
 
-    python benchmarks/real_gap.py            # ~11 minutes on 2 CPU cores, +5 from a fresh clone
+    python benchmarks/real_gap.py            # ~10-12 minutes on 2 CPU cores, +5-6 from a fresh clone
     python benchmarks/real_gap.py --style 0  # the fine-tuning without real-style pairs
     python benchmarks/real_gap.py --quick    # ~3 minutes: a smoke run, the figures mean little
 """
