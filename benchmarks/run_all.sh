@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(overhead shape_memory speedup refine learning_curve train_throughput folder_throughput video_flicker app_latency tuning heads)
+[ ${#names[@]} -gt 0 ] || names=(overhead shape_memory speedup refine learning_curve train_throughput folder_throughput video_flicker app_latency tuning heads real_gap)
 mkdir -p benchmarks/results
 for name in "${names[@]}"; do
   device=()

@@ -16,7 +16,9 @@ projection optimises one w repeated at every level, as PTI's projector does (--s
 w+ fits every level apart, which absorbs more of an out-of-range change (a colour shift costs it
 little) and makes (a) a stronger baseline than PTI as published. (b) and (c) tune as `gen` does:
 from the bare pivot at the full rate, from a refined pivot with the rate ramped up over
-tuning.REFINED_PIVOT_WARMUP steps. (b)'s and (c)'s times include the regressor's forward pass
+tuning.REFINED_PIVOT_WARMUP steps, and the first half of the steps rendered at half the neural
+rendering resolution (tuning.COARSE_FRACTION, gen --tune-coarse; --coarse 0 for PTI's full-resolution
+steps); only full-resolution renders count towards reaching (a). (b)'s and (c)'s times include the regressor's forward pass
 (and (c)'s refinement); "time to (a)" is when their PSNR (of the generator that stopping there
 returns) first reaches (a)'s final PSNR, and they stop there (--full-curves: run all their
 steps). Identity similarity (face_identity's port of dlib's face-recognition network, when
@@ -30,9 +32,9 @@ the generator alone; "PSNR loss" is the exact tuned generator's PSNR minus the r
 
 On a CPU the images are measured in parallel, one process per image (--jobs), as refine.py does.
 
-    python benchmarks/tuning.py            # tiny preset, one image, ~13 minutes on 2 CPU cores
+    python benchmarks/tuning.py            # tiny preset, one image, ~11 minutes on 2 CPU cores
                                            # (+5 when the regressor is not cached yet)
-    python benchmarks/tuning.py --seeds 1000-1003   # more images
+    python benchmarks/tuning.py --seeds 1000-1001   # two images side by side, ~18 minutes
     python benchmarks/tuning.py --quick    # ~2 minutes
 """
 
@@ -78,7 +80,7 @@ def identity_or_none(device):
 
 
 def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_every, full_pkl_bytes, device, space='w',
-            full_curves=False):
+            full_curves=False, coarse=0.0):
     from eg3d_regressor_plugin.render import render_image
     target = out_of_range(sample['img'])
     hist_a, hist_b, hist_c = [], [], []
@@ -92,16 +94,19 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
                                    callback=lambda step, r: hist_a.append(r), **kw)
     goal = hist_a[-1]['psnr']
 
+    def reached(r):  # a coarse step's PSNR is that of its half-resolution render: only full renders count
+        return not r['coarse'] and r['psnr'] >= goal
+
     def until_goal(hist):  # record, and stop at (a)'s final PSNR unless full curves are asked for
-        return lambda step, r: hist.append(r) or (not full_curves and r['psnr'] >= goal)
+        return lambda step, r: hist.append(r) or (not full_curves and reached(r))
     G_b = tuning.tune_generator(G, target, c, out['w'], tune_steps, time_offset=t_reg, callback=until_goal(hist_b),
-                                **kw)
+                                coarse=coarse, **kw)
     # (c): the regressor's w refined as `gen --refine-steps` does (L-BFGS), then tuned as gen tunes
     # a refined pivot.
     t0 = time.perf_counter()
     w_c, h_ref = optimize_w(G, target, c, out['w'], refine_steps, optimizer='lbfgs')
     G_c = tuning.tune_generator(G, target, c, w_c, tune_steps, time_offset=t_reg + time.perf_counter() - t0,
-                                callback=until_goal(hist_c), warmup=tuning.REFINED_PIVOT_WARMUP, **kw)
+                                callback=until_goal(hist_c), warmup=tuning.REFINED_PIVOT_WARMUP, coarse=coarse, **kw)
     identity = identity_or_none(device)
     ids = {}
     if identity is not None:  # final tuned renders and the pivots' renders before tuning
@@ -110,8 +115,8 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
         ids = {f'{k}_id': s for k, s in zip(renders, identity(target, [render_image(g, w, c)[0]
                                                                         for g, w in renders.values()]))}
     total_a = hist_a[-1]['seconds']
-    hit = next((r for r in hist_b if r['psnr'] >= goal), None)
-    hit_c = next((r for r in hist_c if r['psnr'] >= goal), None)
+    hit = next((r for r in hist_b if reached(r)), None)
+    hit_c = next((r for r in hist_c if reached(r)), None)
     a_w_end = hist_a[w_steps]
     row = dict(seed=sample['seed'], a_pivot_psnr=a_w_end['psnr'], a_pivot_s=a_w_end['seconds'], a_final=goal,
                a_total_s=total_a, b_pivot_psnr=hist_b[0]['psnr'], regressor_s=t_reg, b_final=hist_b[-1]['psnr'],
@@ -142,8 +147,8 @@ def measure(G, inverter, sample, w_steps, tune_steps, refine_steps, locality_eve
     default = files['formats'][f'lowrank{16}']
     row.update(file_bytes=default['bytes'], file_vs_pkl=default['vs_full_pkl'],
                file_psnr_loss=default['psnr_loss_db'], meets_size_target=default['vs_full_pkl'] <= 0.1)
-    strip = lambda h: [dict(step=r['step'], psnr=r['psnr'], seconds=r['seconds'], **({'stage': r['stage']} if 'stage' in r else {}))
-                       for r in h]
+    strip = lambda h: [dict(step=r['step'], psnr=r['psnr'], seconds=r['seconds'], coarse=r.get('coarse', False),
+                            **({'stage': r['stage']} if 'stage' in r else {})) for r in h]
     curve = dict(seed=sample['seed'], pti=strip(hist_a), regressor=strip(hist_b), refined=strip(hist_c),
                  refine_psnr=[r['psnr'] for r in h_ref])
     print(f'seed {sample["seed"]}: (a) PTI: w projection {a_w_end["psnr"]:.2f} dB after {w_steps} steps '
@@ -170,11 +175,14 @@ def at_step(hist, k):
               help='(a)\'s projection: one w at every level (PTI) or W+')
 @click.option('--locality-every', type=int, default=0, show_default=True,
               help='Locality regulariser every N tuning steps (0: off, as PTI publishes; gen: 4)')
+@click.option('--coarse', type=click.FloatRange(0, 1, max_open=True), default=tuning.COARSE_FRACTION, show_default=True,
+              help='(b) and (c): share of the tuning steps at half the neural rendering resolution, as gen --tune-coarse '
+                   '((a) is PTI as published: 0)')
 @click.option('--full-curves', is_flag=True, help='Run (b) and (c) for all their steps, not only until they reach (a)')
 @click.option('--jobs', type=click.IntRange(min=1), default=None,
               help='Images measured in parallel processes  [default: on a CPU one per image, at most one per core; on a GPU 1]')
 @common.regressor_options(pairs=PAIRS)
-def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, space, locality_every, full_curves, jobs,
+def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, space, locality_every, coarse, full_curves, jobs,
          train_kimg, train_pairs, device, quick, eg3d):
     from eg3d_regressor_plugin.options import parse_range
     seeds = parse_range(seeds or '1000')
@@ -189,7 +197,7 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, s
     full_bytes = Path(pkl).stat().st_size
     results = common.measure_all(measure, G, common.held_out(G, seeds), jobs, pkl, reg, device, eg3d, w_steps=w_steps,
                           tune_steps=tune_steps, refine_steps=refine_steps, locality_every=locality_every,
-                          full_pkl_bytes=full_bytes, space=space, full_curves=full_curves)
+                          full_pkl_bytes=full_bytes, space=space, full_curves=full_curves, coarse=coarse)
     rows, curves, files = [r for r, _, _ in results], [c for _, c, _ in results], [f for _, _, f in results]
 
     # Mean over images at a few tuning steps: PSNR and seconds of each run.
@@ -206,7 +214,8 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, s
         table.append(row)
     print()
     print(f'PSNR (dB) and seconds against tuning steps, mean over {len(rows)} image(s); (a) tunes after '
-          f'{w_steps} {space.upper()} projection steps')
+          f'{w_steps} {space.upper()} projection steps; (b) and (c) render the first {int(tune_steps * coarse)} '
+          f'at half the neural rendering resolution (their PSNR there is of that render)')
     print(common.table(table, [('tune_step', 'tuning step'), ('a_psnr', '(a) PTI PSNR'), ('a_s', '(a) s'),
                                ('b_psnr', '(b) regressor PSNR'), ('b_s', '(b) s'),
                                ('c_psnr', f'(c) +{refine_steps} L-BFGS PSNR'), ('c_s', '(c) s')]))
@@ -247,7 +256,7 @@ def main(preset, network, regressor, seeds, w_steps, tune_steps, refine_steps, s
     path = common.save('tuning', dict(
         benchmark='tuning', machine=common.machine(device), network=str(pkl), regressor=str(reg), jobs=jobs,
         w_steps=w_steps, tune_steps=tune_steps, locality_every=locality_every, lr=tuning.PTI_LR, quick=quick,
-        warmup=dict(a=0, b=0, c=tuning.REFINED_PIVOT_WARMUP), full_curves=full_curves,
+        warmup=dict(a=0, b=0, c=tuning.REFINED_PIVOT_WARMUP), coarse=dict(a=0.0, b=coarse, c=coarse), full_curves=full_curves,
         out_of_range=dict(colour_shift=COLOUR_SHIFT, ramp=RAMP), space=space,
         identity='dlib (face_identity)' if 'a_id' in rows[0] else 'skipped: face-recognition-models not installed',
         default_format='lowrank16',

@@ -31,7 +31,7 @@ DEFAULT_SEEDS = '1000-1063'
 @eg3d_option
 @device_option
 def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outdir, face_index, refine_steps,
-                 refine_optimizer, refine_lr, tune_steps, tune_lr, identity, grid_rows, reload_modules, eg3d, device):
+                 refine_optimizer, refine_lr, tune_steps, tune_lr, tune_coarse, identity, grid_rows, reload_modules, eg3d, device):
     """Evaluate a regressor against the mean-w baseline.
 
     \b
@@ -85,7 +85,7 @@ def calc_metrics(network_pkl, regressor_path, seeds, images_spec, no_align, outd
     w_std = inverter.predictor.w_stats['scale']
 
     refine = dict(refine_steps=refine_steps, refine_optimizer=refine_optimizer, refine_lr=refine_lr,
-                  tune_steps=tune_steps, tune_lr=tune_lr)
+                  tune_steps=tune_steps, tune_lr=tune_lr, tune_coarse=tune_coarse)
     rows, grid, failures, report = [], [], [], {}
     if seed_list:
         r, g = evaluate_synthetic(G, inverter, seed_list, refine, w_std, grid_rows, scorer)

@@ -26,3 +26,4 @@ ARCHS = ('vit', 'unet', 'psp')                  # training/networks.py
 COND_POSES = ('random', 'same', 'frontal')      # training/data.py
 OPTIMIZERS = ('adam', 'lbfgs')                  # optimize.py
 SHAPE_FORMATS = ('.mrc', '.ply', '.obj', '.glb')  # meshes.py: a density volume, or a mesh
+TUNE_COARSE = 0.5  # tuning.py: share of the tuning steps at half the neural rendering resolution (gen --tune-coarse)

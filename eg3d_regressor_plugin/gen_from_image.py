@@ -76,7 +76,7 @@ def _check_tuned(tuned_path, all_faces, face_index, truncation_psi, refine_steps
 @device_option
 def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, face_index, all_faces, pose_spec, truncation_psi,
         views, shapes, shape_res, shape_format, mesh_clean, decimate, video, video_frames, fps, camera_path, smooth,
-        max_frames, workers, refine_steps, refine_optimizer, refine_lr, tune_steps, tune_lr, perceptual, reload_modules, eg3d,
+        max_frames, workers, refine_steps, refine_optimizer, refine_lr, tune_steps, tune_lr, tune_coarse, perceptual, reload_modules, eg3d,
         device):
     """Reconstruct faces in 3D from images: regress EG3D's w and the camera pose, then render.
 
@@ -215,7 +215,7 @@ def gen(network_pkl, regressor_path, image_spec, tuned_path, outdir, no_align, f
         workers=workers, meta=meta,
         reconstruct_kwargs=dict(pose=pose, truncation_psi=truncation_psi, refine_steps=refine_steps, refine_lr=refine_lr,
                                 perceptual=perceptual, refine_optimizer=refine_optimizer, tune_steps=tune_steps,
-                                tune_lr=tune_lr, progress=progress),
+                                tune_lr=tune_lr, tune_coarse=tune_coarse, progress=progress),
         output_kwargs=output_kwargs)
     ok = len(paths) - len(failures)
     what = 'input' if clips else 'image'

@@ -7,7 +7,7 @@ import re
 
 import click
 
-from .catalog import COND_POSES, OPTIMIZERS, SHAPE_FORMATS
+from .catalog import COND_POSES, OPTIMIZERS, SHAPE_FORMATS, TUNE_COARSE
 from .errors import UserError
 
 
@@ -113,7 +113,10 @@ def video_options(what, orbit=True):
 
 
 def tune_options(f):
-    """--tune-steps, --tune-lr: pivotal tuning of the generator around the final w (tuning.py)."""
+    """--tune-steps, --tune-lr, --tune-coarse: pivotal tuning of the generator around the final w (tuning.py)."""
+    f = click.option('--tune-coarse', type=click.FloatRange(0, 1, max_open=True), default=TUNE_COARSE, show_default=True,
+                     help='Share of the tuning steps rendered at half the neural rendering resolution (faster '
+                          'steps; 0: every step at full resolution, as PTI)')(f)
     f = click.option('--tune-lr', type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True,
                      help='Learning rate of the tuning (PTI\'s)')(f)
     return click.option('--tune-steps', type=click.IntRange(min=0), default=0, show_default=True,

@@ -106,19 +106,52 @@ def test_warmup_ramps_the_rate(tiny_G, face):
 
 
 @pytest.mark.eg3d
+def test_coarse_steps_render_at_half_resolution(tiny_G, face, monkeypatch):
+    """coarse: the first share of the steps (the loss, the raw loss and the locality renders) at half
+    the neural rendering resolution, then full; the records say which; the last evaluation and the
+    returned generator are at the full resolution; the tuning still raises the PSNR."""
+    nr = tiny_G.neural_rendering_resolution
+    sizes, history = [], []
+    real = tuning._render.render
+
+    def spy(G, w, c, *a, **k):
+        out = real(G, w, c, *a, **k)
+        sizes.append(out['image_raw'].shape[-1])
+        assert out['image'].shape[-1] == tiny_G.img_resolution
+        return out
+    monkeypatch.setattr(tuning._render, 'render', spy)
+    G_t = tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], STEPS, locality_every=1, raw_weight=0.5,
+                                coarse=0.5, callback=lambda step, record: history.append(record))
+    monkeypatch.setattr(tuning._render, 'render', real)
+    assert [r['coarse'] for r in history] == [True, True, False, False, False]
+    # Per step: the face, then (every step but the last) the locality codes through G and the tuned copy.
+    assert sizes == [nr // 2] * 6 + [nr] * 6 + [nr], sizes
+    assert tiny_G.neural_rendering_resolution == nr and G_t.neural_rendering_resolution == nr
+    assert history[-1]['psnr'] > history[0]['psnr'] + 3, [r['psnr'] for r in history]
+    assert tuning.psnr_of(G_t, face['w'], face['c'], face['target']) == pytest.approx(history[-1]['psnr'], abs=1e-3)
+    full = tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 2, locality_every=0)
+    half = tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 2, locality_every=0, coarse=0.5)
+    assert not _same_state(half, _state(full))  # its first step was taken on the coarse render
+    for bad in (-0.1, 1.0):
+        with pytest.raises(UserError, match='coarse'):
+            tuning.tune_generator(tiny_G, face['target'], face['c'], face['w'], 1, coarse=bad)
+
+
+@pytest.mark.eg3d
 def test_reconstruct_ramps_up_only_from_a_refined_pivot(tiny_G, tiny_regressor, face, monkeypatch):
     """gen's path (invert.reconstruct): tuning from a refined pivot ramps its rate up, from the bare
-    pivot it starts at the full rate."""
+    pivot it starts at the full rate; half the steps are coarse unless tune_coarse says otherwise."""
     from eg3d_regressor_plugin import invert
     from eg3d_regressor_plugin.images import to_uint8
     seen = []
     real = tuning.tune_generator
-    monkeypatch.setattr(tuning, 'tune_generator', lambda *a, **k: seen.append(k['warmup']) or real(*a, **k))
+    monkeypatch.setattr(tuning, 'tune_generator', lambda *a, **k: seen.append((k['warmup'], k['coarse'])) or real(*a, **k))
     inverter = invert.Inverter(tiny_G, tiny_regressor, device='cpu', cuda_graph=False)
     img = to_uint8(face['target'])[0]
     for refine in (0, 1):
         invert.reconstruct(tiny_G, inverter, img, refine_steps=refine, tune_steps=1)
-    assert seen == [0, tuning.REFINED_PIVOT_WARMUP]
+    invert.reconstruct(tiny_G, inverter, img, tune_steps=1, tune_coarse=0)
+    assert seen == [(0, tuning.COARSE_FRACTION), (tuning.REFINED_PIVOT_WARMUP, tuning.COARSE_FRACTION), (0, 0)]
 
 
 @pytest.mark.eg3d
@@ -312,6 +345,10 @@ def test_edit_renders_a_tuned_face_and_refuses_another_generator(tuned_face, tin
     line = assert_one_line_error(run_cli('gen', '--network', tiny_pkl, '--regressor', tmp_path / 'x.pt', '--image',
                                          tmp_path / 'dir.npy', '--tune-steps', -1, '--outdir', tmp_path / 'g'))
     assert '--tune-steps' in line
+    line = assert_one_line_error(run_cli('gen', '--network', tiny_pkl, '--regressor', tmp_path / 'x.pt', '--image',
+                                         tmp_path / 'dir.npy', '--tune-steps', 5, '--tune-coarse', 1,
+                                         '--outdir', tmp_path / 'g'))
+    assert '--tune-coarse' in line and not (tmp_path / 'g').exists()
 
 
 @pytest.mark.eg3d
