@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import cameras
+from .catalog import TUNE_COARSE
 from .cudagraph import GraphedCall
 from .images import to_tensor
 
@@ -54,14 +55,14 @@ def truncate(G, w, psi):
 
 
 def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_steps=0, refine_lr=0.01,
-                perceptual=None, refine_optimizer='lbfgs', tune_steps=0, tune_lr=None, tune_coarse=None,
+                perceptual=None, refine_optimizer='lbfgs', tune_steps=0, tune_lr=None, tune_coarse=TUNE_COARSE,
                 progress=False):
     """One aligned image (uint8 [R,R,3], R = G.img_resolution) -> dict of tensors and timings:
     w_regressor, w (final: refined when refine_steps > 0), yaw, pitch (predicted), c_pred (the
     predicted camera, where the refinement compares with the input), c (the camera to render at),
     history (refinement), seconds; with tune_steps > 0 also G (a copy of G tuned around the final
-    w at c_pred: pivotal tuning, tuning.py, the first tune_coarse of the steps (default
-    tuning.COARSE_FRACTION) at half the neural rendering resolution) and tune_history, else G is None."""
+    w at c_pred: pivotal tuning, tuning.py, the first tune_coarse of the steps at half the neural
+    rendering resolution) and tune_history, else G is None."""
     t0 = time.perf_counter()
     with torch.no_grad():
         inv = inverter(img, pose=pose)
@@ -84,7 +85,7 @@ def reconstruct(G, inverter, img, pose='predicted', truncation_psi=1.0, refine_s
         history = []
         result['G'] = tuning.tune_generator(G, img, c_pred, result['w'], tune_steps, lr=tune_lr or tuning.PTI_LR,
                                             perceptual=perceptual, progress=progress,
-                                            coarse=tuning.COARSE_FRACTION if tune_coarse is None else tune_coarse,
+                                            coarse=tune_coarse,
                                             warmup=tuning.REFINED_PIVOT_WARMUP if refine_steps else 0,
                                             callback=lambda step, record: history.append(record))
         result['tune_history'] = history
