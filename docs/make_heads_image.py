@@ -27,12 +27,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--network', default=None, help='a train-heads pickle (default: the shipped weights)')
     args = ap.parse_args()
-    if args.network:
-        G = bridge.rebuild_generator(bridge.load_network_pkl(args.network)['G_ema'])
-        bridge.prepare_generator(G)
-    else:
-        G = ht.shipped_networks()[0]
-    G = G.eval().requires_grad_(False)
+    G = bridge.load_generator(args.network) if args.network else ht.shipped_networks()[0]
     z = torch.from_numpy(np.concatenate([seed_z(s, G.z_dim) for s in SEEDS]))
     out = REPO / 'docs' / 'images' / 'heads.png'
     PIL.Image.fromarray(ht.preview_grid(G, z, yaws=YAWS)).save(out)

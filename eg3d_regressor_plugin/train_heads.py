@@ -46,7 +46,7 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, n
     Example:
       eg3d-regress train-heads --out heads.pkl --steps 300 --nr-res 32
       eg3d-regress train-heads --out heads.pkl --steps 600 --nr-res 32 --resume
-      # Train the shipped generator on (it is at step 2925), e.g. on a GPU:
+      # Train the shipped generator on from its step, e.g. on a GPU:
       eg3d-regress train-heads --out heads.pkl --init shipped --steps 20000 --lr 1e-3
     """
     if steps < 1:
