@@ -20,7 +20,8 @@ PRESETS = {
 
 # train-heads' defaults (heads_training.py): heads per step, Adam's rate, loss weights, snapshot interval,
 # the rate's ramp-up (steps) when a run starts from a trained generator (--init).
-HEADS_TRAINING = dict(batch=4, lr=3e-3, depth_weight=10.0, raw_weight=1.0, snapshot_every=50, warmup=100)
+HEADS_TRAINING = dict(batch=4, lr=3e-3, depth_weight=10.0, raw_weight=1.0, surface_weight=0.25, snapshot_every=50,
+                      warmup=100)
 
 ARCHS = ('vit', 'unet', 'psp')                  # training/networks.py
 COND_POSES = ('random', 'same', 'frontal')      # training/data.py

@@ -282,6 +282,22 @@ def _shade(p, P, L, C):
     lam = (n * light).sum(-1, keepdim=True).clamp_min(0)
     return (albedo * (0.38 + 0.72 * lam)).clamp(0, 1)
 
+PARTS = ('skin', 'eyes', 'lips', 'hair')  # the order of point_truth's `part`
+
+
+@torch.no_grad()
+def point_truth(p, params):
+    """The truth at 3D points p [N, M, 3] of heads `params` ({name: [N]}): dict(sdf [N, M],
+    part [N, M] (the index in PARTS of the nearest part), surface [N, M, 3] (p moved onto the
+    surface along the SDF gradient) and colour [N, M, 3] in [0, 1] (the shaded colour there: the
+    colour render_heads gives a ray that hits that point; it does not depend on the view))."""
+    P = _as_params(params, p.shape[0], p.device)
+    L, C = _layout(P), _colours(P)
+    d = sdf(p, P)
+    surf = p - d[..., None] * _normals(p, P)
+    part = torch.stack(_parts(surf, P, L), -1).argmin(-1)
+    return dict(sdf=d, part=part, surface=surf, colour=_shade(surf, P, L, C))
+
 #----------------------------------------------------------------------------
 # Rays and rendering.
 

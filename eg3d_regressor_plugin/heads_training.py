@@ -9,10 +9,14 @@ is fitted by Adam to
     + depth_weight * L1(image_depth, true depth) on the pixels the head covers entirely,
 
 where image, image_raw and image_depth are G.synthesis(G.mapping(z, frontal c), c) (the mapping
-is conditioned on the frontal camera, so that w depends on z alone). Snapshots are ordinary EG3D
-network pickles (G, D, G_ema; presets.save_network_pkl), with w_avg set to the mean mapped w, and
-next to each a state file (`<out>.state.pt`, loadable with torch.load(weights_only=True)) with the
-step, the optimiser and the random number generators, so that a run resumes where it stopped.
+is conditioned on the frontal camera, so that w depends on z alone), plus surface_weight times
+surface_losses: G's field supervised in 3D along the same rays (its density against the true
+occupancy, its colour at the true surface points against the true colour, the eyes and lips
+weighted up), which the truth of a procedural head makes possible and a GAN's data does not.
+Snapshots are ordinary EG3D network pickles (G, D, G_ema; presets.save_network_pkl), with w_avg
+set to the mean mapped w, and next to each a state file (`<out>.state.pt`, loadable with
+torch.load(weights_only=True)) with the step, the optimiser and the random number generators, so
+that a run resumes where it stopped.
 """
 
 import math
@@ -35,6 +39,12 @@ W_AVG_SAMPLES = 10000
 # heads.render_heads settings of the training targets: as accurate as the 96-sample uniform
 # render against the sphere-traced surface, three times faster.
 TARGET_RENDER = dict(hierarchical=True, n_samples=40)
+# surface_points: rays per head, the spread of the points around the true depth, the sharpness
+# of the true occupancy (heads.render_heads' density), the colour weight of the eyes and lips.
+SURFACE = dict(rays=1024, near=0.03, sharpness=0.004, detail=10.0)
+
+
+HISTORY = ('step', 'total', 'image', 'raw', 'depth', 'occupancy', 'colour')  # a row of train_heads' history
 
 
 def state_path(out):
@@ -100,10 +110,62 @@ def losses(out, tgt, depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS[
     return dict(image=l_img, raw=l_raw, depth=l_depth, total=l_img + raw_weight * l_raw + depth_weight * l_depth)
 
 
-def synthesize(G, z, c, nr_resolution=None):
-    """G.synthesis of z's w (mapping conditioned on the frontal camera) at cameras c, with grad."""
+def synthesize(G, z, c, nr_resolution=None, cache_backbone=False):
+    """G.synthesis of z's w (mapping conditioned on the frontal camera) at cameras c, with grad
+    (cache_backbone: G._last_planes keeps the tri-planes, for surface_losses)."""
     ws = G.mapping(z, cameras.frontal_label(len(z), device=z.device) * G.rendering_kwargs['c_scale'])
-    return G.synthesis(ws, c, neural_rendering_resolution=nr_resolution, noise_mode='const')
+    return G.synthesis(ws, c, neural_rendering_resolution=nr_resolution, noise_mode='const',
+                       cache_backbone=cache_backbone)
+
+
+def surface_points(z, c, tgt, nr_resolution, generator, rays=SURFACE['rays']):
+    """3D supervision drawn around the true surface, along `rays` random training rays per head
+    (pixels of the neural rendering resolution): points spread over the ray range and near the
+    true depth with their true occupancy, and the true surface points of the rays that hit the
+    head with their colour and a weight (SURFACE['detail'] on the eyes and lips, 1 elsewhere).
+    Returns dict(occ_points [B, 4*rays, 3], occupancy [B, 4*rays], colour_points [B, rays, 3],
+    colour [B, rays, 3], weight [B, rays]) on the device of z."""
+    device = z.device
+    n, res = len(z), nr_resolution
+    P = heads.params_from_z(z.cpu())
+    origins, dirs = heads.rays(c.cpu(), res)
+    idx = torch.randint(res * res, (n, rays), generator=generator)
+    o = torch.gather(origins, 1, idx[..., None].expand(-1, -1, 3))
+    d = torch.gather(dirs, 1, idx[..., None].expand(-1, -1, 3))
+    depth = torch.gather(tgt['depth'].cpu().reshape(n, -1), 1, idx)
+    hit = torch.gather(tgt['mask'].cpu().reshape(n, -1), 1, idx) > 0
+    span = heads.RAY_END - heads.RAY_START
+    t_uniform = heads.RAY_START + span * torch.rand(n, rays, 2, generator=generator)
+    t_near = depth[..., None] + SURFACE['near'] * torch.randn(n, rays, 2, generator=generator)
+    t_near = torch.where(hit[..., None], t_near, heads.RAY_START + span * torch.rand(n, rays, 2, generator=generator))
+    t = torch.cat([t_uniform, t_near], -1).clamp(heads.RAY_START, heads.RAY_END)
+    occ_points = (o[:, :, None] + d[:, :, None] * t[..., None]).reshape(n, -1, 3)
+    occ = torch.sigmoid(-heads.point_truth(occ_points, P)['sdf'] / SURFACE['sharpness'])
+    truth = heads.point_truth(o + d * depth[..., None], P)
+    detail = (truth['part'] == heads.PARTS.index('eyes')) | (truth['part'] == heads.PARTS.index('lips'))
+    weight = hit.float() * (1 + (SURFACE['detail'] - 1) * detail.float())
+    return dict(occ_points=occ_points.to(device), occupancy=occ.to(device), colour_points=truth['surface'].to(device),
+                colour=truth['colour'].to(device), weight=weight.to(device))
+
+
+def surface_losses(G, planes, pts):
+    """{'occupancy', 'colour'}: how far G's field is from the truth at surface_points' points.
+    G's density sigma (EG3D's softplus(raw - 1)) is read as the opacity 1 - exp(-sigma * 0.02)
+    of a 0.02-long segment, fitted to the true occupancy by binary cross-entropy (this removes the
+    fog in front of the face and sharpens the surface, which volume rendering alone does slowly);
+    the decoder's colour (its first three features, which EG3D composites into image_raw) at the
+    true surface points is fitted by weighted L1 (the eyes and lips weighted up: they are small,
+    and the image losses leave them blurred for thousands of steps)."""
+    planes = planes.view(len(planes), 3, 32, planes.shape[-2], planes.shape[-1])
+    def field(p):
+        return G.renderer.run_model(planes, G.decoder, p, torch.zeros_like(p), G.rendering_kwargs)
+    sigma = F.softplus(field(pts['occ_points'])['sigma'][..., 0] - 1)
+    opacity = (1 - torch.exp(-sigma * 0.02)).clamp(1e-4, 1 - 1e-4)
+    l_occ = F.binary_cross_entropy(opacity, pts['occupancy'])
+    rgb = field(pts['colour_points'])['rgb'][..., :3]
+    w = pts['weight']
+    l_col = ((rgb - pts['colour']).abs().mean(-1) * w).sum() / w.sum().clamp_min(1)
+    return dict(occupancy=l_occ, colour=l_col)
 
 
 @torch.no_grad()
@@ -186,7 +248,7 @@ def _load_init(init):
 
 def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], seed=0, resume=False, device='cpu',
                 preset='tiny', depth_weight=DEFAULTS['depth_weight'], raw_weight=DEFAULTS['raw_weight'],
-                yaw_max=DEFAULTS['yaw_max'], neural_rendering_resolution=None,
+                surface_weight=DEFAULTS['surface_weight'], yaw_max=DEFAULTS['yaw_max'], neural_rendering_resolution=None,
                 snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, init=None,
                 warmup=DEFAULTS['warmup'], progress=True, log=None):
     """Train (or, with resume, continue training) a generator to draw heads.py's heads, writing
@@ -201,13 +263,15 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     (default: the preset's) may be lowered for speed; the pickle keeps the preset's. num_heads
     restricts the codes to a fixed set of that many (code_pool(num_heads, z_dim, seed)): a quick
     check, or a demo generator that need only draw those heads; None draws fresh z every step.
-    `log(step, losses_dict)` is called after every step. Returns dict(step, history) where history
-    holds [step, total, image, raw, depth] per step (of the resumed run too) and G the trained
-    generator (eval mode, no gradients)."""
+    surface_weight weighs surface_losses (3D supervision of the density and colour; 0 leaves it
+    out). `log(step, losses_dict)` is called after every step. Returns dict(step, history) where
+    history holds a row per step (of the resumed run too) with HISTORY's columns (a surface loss
+    is 0 where it was not used) and G the trained generator (eval mode, no gradients)."""
     _check(isinstance(steps, int) and steps >= 0, f'steps: expected an integer >= 0, got {steps!r}')
     _check(isinstance(batch, int) and batch >= 1, f'batch: expected an integer >= 1, got {batch!r}')
     _check(lr > 0, f'lr: expected a positive learning rate, got {lr!r}')
-    _check(depth_weight >= 0 and raw_weight >= 0, 'depth_weight, raw_weight: expected values >= 0')
+    _check(depth_weight >= 0 and raw_weight >= 0 and surface_weight >= 0,
+           'depth_weight, raw_weight, surface_weight: expected values >= 0')
     _check(0 <= yaw_max <= math.pi / 2, f'yaw_max: expected 0..pi/2 radians, got {yaw_max!r}')
     _check(snapshot_every >= 1, f'snapshot_every: expected >= 1, got {snapshot_every!r}')
     _check(num_heads is None or num_heads >= 1, f'num_heads: expected >= 1 (or None), got {num_heads!r}')
@@ -220,11 +284,13 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         raise UserError(f'{out} already exists; pass --resume to continue that run, or choose another --out')
     bridge.import_eg3d()
     config = dict(preset=preset, batch=batch, lr=lr, seed=seed, depth_weight=depth_weight, raw_weight=raw_weight,
+                  surface_weight=surface_weight,
                   yaw_max=yaw_max, neural_rendering_resolution=neural_rendering_resolution or 0, num_heads=num_heads or 0)
     gen = torch.Generator()
     if resume:
         G, D, state = _load_resume(out, device)
-        step, history = state['step'], [list(h) for h in state['history']]
+        # Rows of runs from before the surface losses have five columns: pad them (0: not used).
+        step, history = state['step'], [list(h) + [0.0] * (len(HISTORY) - len(h)) for h in state['history']]
         # The set of codes is the run's: keep the saved seed and num_heads.
         seed, num_heads = state['config'].get('seed', seed), state['config'].get('num_heads', 0) or None
         config.update(seed=seed, num_heads=num_heads or 0)
@@ -270,15 +336,19 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
                     g['lr'] = lr * min(1.0, (step - ramp_from + 1) / warmup)
             z, c = sample_batch(batch, gen, G.z_dim, yaw_max=yaw_max, device=device, pool=pool)
             tgt = targets(z, c, G.img_resolution, nr)
-            out_g = synthesize(G, z, c, nr)
+            out_g = synthesize(G, z, c, nr, cache_backbone=surface_weight > 0)
             ls = losses(out_g, tgt, depth_weight, raw_weight)
+            if surface_weight > 0:
+                ls.update(surface_losses(G, G._last_planes, surface_points(z, c, tgt, nr, gen)))
+                ls['total'] = ls['total'] + surface_weight * (ls['occupancy'] + ls['colour'])
+                G._last_planes = None  # not kept in the snapshots
             opt.zero_grad(set_to_none=True)
             ls['total'].backward()
             opt.step()
             step += 1
             done += 1
             vals = {k: float(v.detach()) for k, v in ls.items()}
-            history.append([step, vals['total'], vals['image'], vals['raw'], vals['depth']])
+            history.append([step] + [vals.get(k, 0.0) for k in HISTORY[1:]])
             bar.update(1)
             bar.set_postfix(loss=f'{vals["total"]:.3f}', depth=f'{vals["depth"]:.3f}',
                             s_step=f'{(time.time() - t0) / done:.1f}', refresh=False)

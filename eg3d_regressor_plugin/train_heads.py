@@ -19,6 +19,8 @@ from .options import Command, device_option, eg3d_option
               help='Weight of the L1 depth loss')
 @click.option('--raw-weight', type=float, default=DEFAULTS['raw_weight'], show_default=True,
               help='Weight of the L1 loss on image_raw')
+@click.option('--surface-weight', type=float, default=DEFAULTS['surface_weight'], show_default=True,
+              help='Weight of the 3D losses on the density and colour at points around the true surface (0: off)')
 @click.option('--nr-res', type=int, default=None, metavar='INT',
               help='Neural rendering resolution while training (lower is faster)  [default: the preset\'s, 64]')
 @click.option('--snap', type=int, default=DEFAULTS['snapshot_every'], show_default=True,
@@ -32,7 +34,7 @@ from .options import Command, device_option, eg3d_option
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (weights, heads and cameras)')
 @device_option
 @eg3d_option
-def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, num_heads, resume, init, seed, device,
+def train_heads(out, steps, batch, lr, depth_weight, raw_weight, surface_weight, nr_res, snap, num_heads, resume, init, seed, device,
                 eg3d):
     """Train EG3D's generator to draw procedural 3D heads with known truth.
 
@@ -55,8 +57,10 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, n
         raise UserError(f'--batch {batch}: expected at least 1')
     if not lr > 0:
         raise UserError(f'--lr {lr}: expected a positive learning rate')
-    if depth_weight < 0 or raw_weight < 0:
-        raise UserError(f'--depth-weight {depth_weight}, --raw-weight {raw_weight}: expected values >= 0')
+    for name, value in (('--depth-weight', depth_weight), ('--raw-weight', raw_weight),
+                        ('--surface-weight', surface_weight)):
+        if not value >= 0:
+            raise UserError(f'{name} {value}: expected a value >= 0')
     if nr_res is not None and (nr_res < 8 or 128 % nr_res):
         raise UserError(f'--nr-res {nr_res}: expected a divisor of the 128 px image resolution, 8 to 128 (e.g. 32, 64)')
     if snap < 1:
@@ -72,7 +76,7 @@ def train_heads(out, steps, batch, lr, depth_weight, raw_weight, nr_res, snap, n
     dev = devices.get_device(device)
     bridge.import_eg3d(eg3d)
     result = heads_training.train_heads(out, steps=steps, batch=batch, lr=lr, seed=seed, resume=resume, device=dev,
-                                        depth_weight=depth_weight, raw_weight=raw_weight,
+                                        depth_weight=depth_weight, raw_weight=raw_weight, surface_weight=surface_weight,
                                         neural_rendering_resolution=nr_res, snapshot_every=snap,
                                         num_heads=num_heads, init=init)
     last = result['history'][-1] if result['history'] else None

@@ -132,6 +132,47 @@ def test_changing_one_parameter_changes_the_image_where_expected(eg3d_root):
     _, diff = changed('bg_lightness', 0.0)
     assert (diff[base['alpha'][0, 0] > 0.999] < 0.01).all() and (diff[base['alpha'][0, 0] < 0.001] > 0.1).all()
 
+@pytest.mark.eg3d
+def test_point_truth_on_the_surface(eg3d_root):
+    """At the sphere-traced hits, point_truth's surface is the point itself and its colour is the
+    pixel render_heads draws; the parts are where the head model puts them."""
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(4))
+    params = heads.params_from_z(z)
+    c = _labels([0.0, 0.6], [0.1, -0.1])
+    res = 48
+    traced = heads.surface_depth(params, c, resolution=res)
+    rendered = heads.render_heads(params, c, resolution=res)
+    o, d = heads.rays(c, res)
+    p = o + d * traced.reshape(2, -1, 1)
+    t = heads.point_truth(p, params)
+    solid = ((traced < heads.RAY_END - 1e-3) & (rendered['alpha'] > 0.999)).reshape(2, -1)
+    assert t['sdf'][solid].abs().max() < 2e-3
+    assert (t['surface'] - p).norm(dim=-1)[solid].max() < 2e-3
+    assert t['colour'].min() >= 0 and t['colour'].max() <= 1
+    pixels = (rendered['image'].reshape(2, 3, -1).permute(0, 2, 1) + 1) / 2
+    err = (t['colour'] - pixels).abs().mean(-1)[solid]
+    assert err.median() < 0.01 and err.mean() < 0.03, (err.median(), err.mean())
+    # Off the surface: the signed distance, and the surface point one step back onto it.
+    q = p + 0.01 * d
+    tq = heads.point_truth(q, params)
+    assert (tq['sdf'][solid] < 0).float().mean() > 0.95
+    assert heads.sdf(tq['surface'], params)[solid].abs().median() < 1e-3
+    # Parts: the front of an eye, the top of the head, the middle of the lower lip line.
+    one = _one(params)
+    eye = torch.cat([one['eye_spacing'] / 2, one['eye_height'], torch.tensor([0.12])])  # about the eye's centre
+    frontal = _labels([0.0])
+    ray_o = frontal[0, :16].view(4, 4)[:3, 3]
+    hits = []
+    for target in (eye, torch.tensor([0.0, 0.45, 0.0]), torch.tensor([0.0, -0.4, 0.0])):
+        direction = torch.nn.functional.normalize(target - ray_o, dim=0)
+        tt = torch.linspace(heads.RAY_START, heads.RAY_END, 4000)
+        pts = (ray_o + direction * tt[:, None])[None]
+        inside = heads.sdf(pts, one)[0] < 0
+        hits.append(pts[0, int(inside.float().argmax())])
+    part = heads.point_truth(torch.stack(hits)[None], one)['part'][0].tolist()
+    assert part[0] == heads.PARTS.index('eyes') and part[1] == heads.PARTS.index('hair'), part
+    assert part[2] == heads.PARTS.index('skin'), part  # the neck
+
 #----------------------------------------------------------------------------
 # Training EG3D's generator.
 
@@ -159,6 +200,45 @@ def test_training_reduces_the_loss(eg3d_root, tmp_path):
 
 
 @pytest.mark.eg3d
+def test_surface_losses_supervise_the_field_around_the_true_surface(eg3d_root):
+    """surface_points labels points along training rays with the true occupancy and the true
+    surface colour (the eyes and lips weighted up); a few Adam steps on surface_losses alone
+    fit G's density and colour there."""
+    from eg3d_regressor_plugin import heads_training as ht, presets
+    z = ht.code_pool(1, 32, seed=3)
+    c = _labels([0.0], [0.0])
+    nr = 32
+    tgt = ht.targets(z, c, 128, nr)
+    gen = torch.Generator().manual_seed(0)
+    pts = ht.surface_points(z, c, tgt, nr, gen, rays=512)
+    assert pts['occ_points'].shape == (1, 2048, 3) and pts['occupancy'].shape == (1, 2048)
+    assert pts['colour_points'].shape == pts['colour'].shape == (1, 512, 3)
+    truth = heads.point_truth(pts['occ_points'], heads.params_from_z(z))['sdf']
+    assert (pts['occupancy'][truth < -0.02] > 0.99).all() and (pts['occupancy'][truth > 0.02] < 0.01).all()
+    assert 0.05 < (truth < 0).float().mean() < 0.6  # points inside and outside the head
+    w = pts['weight'][0]
+    parts = heads.point_truth(pts['colour_points'], heads.params_from_z(z))['part'][0]
+    assert set(w.unique().tolist()) <= {0.0, 1.0, ht.SURFACE['detail']}
+    assert ((w == ht.SURFACE['detail']) == (((parts == 1) | (parts == 2)) & (w > 0))).all()
+    assert (w == ht.SURFACE['detail']).any()  # a frontal view sees the eyes and lips
+    G, _ = presets.build_networks('tiny', seed=0, w_avg_samples=0)
+    G = G.train().requires_grad_(True)
+    opt = torch.optim.Adam(G.parameters(), lr=3e-3)
+
+    def step():
+        ht.synthesize(G, z, c, nr, cache_backbone=True)
+        ls = ht.surface_losses(G, G._last_planes, pts)
+        opt.zero_grad()
+        (ls['occupancy'] + ls['colour']).backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in ls.items()}
+    first = step()
+    for _ in range(20):
+        last = step()
+    assert last['occupancy'] < 0.75 * first['occupancy'] and last['colour'] < 0.6 * first['colour'], (first, last)
+
+
+@pytest.mark.eg3d
 def test_resume_continues_and_pickles_load(eg3d_root, tmp_path):
     import legacy
     from eg3d_regressor_plugin import heads_training as ht
@@ -173,6 +253,7 @@ def test_resume_continues_and_pickles_load(eg3d_root, tmp_path):
     sb = torch.load(ht.state_path(b), weights_only=True)
     assert sa['step'] == sb['step'] == 4
     assert [h[0] for h in sa['history']] == [1, 2, 3, 4]
+    assert all(len(h) == len(ht.HISTORY) for h in sa['history']) and all(h[5] > 0 for h in sa['history'])
     with open(a, 'rb') as f:
         data = legacy.load_network_pkl(f)  # EG3D's own loader
     assert {'G', 'D', 'G_ema'} <= set(data) and data['training_set_kwargs']['heads_step'] == 4
@@ -264,6 +345,7 @@ def _cmd(*args):
     (['--nr-res', '48'], '--nr-res 48'),
     (['--device', 'tpu'], "device 'tpu'"),
     (['--heads', '0'], '--heads 0'),
+    (['--surface-weight', '-1'], '--surface-weight -1'),
 ])
 def test_command_bad_values_are_one_line_errors(tmp_path, args, message):
     """In process (a subprocess per value costs seconds of imports); the one-line form on stderr
