@@ -282,6 +282,7 @@ def _shade(p, P, L, C):
     lam = (n * light).sum(-1, keepdim=True).clamp_min(0)
     return (albedo * (0.38 + 0.72 * lam)).clamp(0, 1)
 
+
 PARTS = ('skin', 'eyes', 'lips', 'hair')  # the order of point_truth's `part`
 
 

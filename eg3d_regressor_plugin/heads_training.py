@@ -140,7 +140,7 @@ def surface_points(z, c, tgt, nr_resolution, generator, rays=SURFACE['rays']):
     t_near = torch.where(hit[..., None], t_near, heads.RAY_START + span * torch.rand(n, rays, 2, generator=generator))
     t = torch.cat([t_uniform, t_near], -1).clamp(heads.RAY_START, heads.RAY_END)
     occ_points = (o[:, :, None] + d[:, :, None] * t[..., None]).reshape(n, -1, 3)
-    occ = torch.sigmoid(-heads.point_truth(occ_points, P)['sdf'] / SURFACE['sharpness'])
+    occ = torch.sigmoid(-heads.sdf(occ_points, P) / SURFACE['sharpness'])  # no colour needed here
     truth = heads.point_truth(o + d * depth[..., None], P)
     detail = (truth['part'] == heads.PARTS.index('eyes')) | (truth['part'] == heads.PARTS.index('lips'))
     weight = hit.float() * (1 + (SURFACE['detail'] - 1) * detail.float())

@@ -34,13 +34,14 @@ from .options import Command, device_option, eg3d_option
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (weights, heads and cameras)')
 @device_option
 @eg3d_option
-def train_heads(out, steps, batch, lr, depth_weight, raw_weight, surface_weight, nr_res, snap, num_heads, resume, init, seed, device,
-                eg3d):
+def train_heads(out, steps, batch, lr, depth_weight, raw_weight, surface_weight, nr_res, snap, num_heads, resume, init,
+                seed, device, eg3d):
     """Train EG3D's generator to draw procedural 3D heads with known truth.
 
     Each z is mapped by a fixed rule to a head (shape, colours; see heads.PARAM_RANGES); the
     generator learns to render that head at FFHQ-like cameras by L1 on image, image_raw and
-    depth against heads.py's volume renders. Snapshots are ordinary EG3D network pickles (EG3D's
+    depth against heads.py's volume renders, and (--surface-weight) by fitting its 3D density
+    and colour to the true head's along the same rays. Snapshots are ordinary EG3D network pickles (EG3D's
     legacy.load_network_pkl loads them), written atomically with a state file beside them, so an
     interrupted run continues with --resume.
 

@@ -157,7 +157,7 @@ def test_point_truth_on_the_surface(eg3d_root):
     tq = heads.point_truth(q, params)
     assert (tq['sdf'][solid] < 0).float().mean() > 0.95
     assert heads.sdf(tq['surface'], params)[solid].abs().median() < 1e-3
-    # Parts: the front of an eye, the top of the head, the middle of the lower lip line.
+    # Parts: the front of an eye, the top of the head (hair), the neck (skin).
     one = _one(params)
     eye = torch.cat([one['eye_spacing'] / 2, one['eye_height'], torch.tensor([0.12])])  # about the eye's centre
     frontal = _labels([0.0])
@@ -219,7 +219,8 @@ def test_surface_losses_supervise_the_field_around_the_true_surface(eg3d_root):
     w = pts['weight'][0]
     parts = heads.point_truth(pts['colour_points'], heads.params_from_z(z))['part'][0]
     assert set(w.unique().tolist()) <= {0.0, 1.0, ht.SURFACE['detail']}
-    assert ((w == ht.SURFACE['detail']) == (((parts == 1) | (parts == 2)) & (w > 0))).all()
+    eyes_lips = (parts == heads.PARTS.index('eyes')) | (parts == heads.PARTS.index('lips'))
+    assert ((w == ht.SURFACE['detail']) == (eyes_lips & (w > 0))).all()
     assert (w == ht.SURFACE['detail']).any()  # a frontal view sees the eyes and lips
     G, _ = presets.build_networks('tiny', seed=0, w_avg_samples=0)
     G = G.train().requires_grad_(True)
