@@ -4,8 +4,9 @@ measure, beside the random tiny generator's figures, in one run.
 1. The generator itself: PSNR of its render of a held-out head's z against heads.py's render of
    that head, and the depth error (EG3D world units, over the pixels the head covers) against the
    true depth, at yaws across EG3D's range; for the random generator, the same against the same
-   truth (what "no training" scores). With the run's state file, the learning curve (the training
-   loss at a few steps).
+   truth (what "no training" scores). The eyes and lips: the colour error over their pixels, beside
+   a true head with none drawn and the true render blurred (which still shows them). With the
+   run's state file, the learning curve (the training loss at a few steps).
 2. A regressor trained on the heads generator (the benchmarks' CPU recipe, cached): on
    held-out heads rendered by heads.py itself, the pose error against the true camera and the
    depth error of its reconstruction against the true depth (evaluate.evaluate_heads, as `eval`
@@ -32,6 +33,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 import common
 from eg3d_regressor_plugin import boundaries, cameras, heads, heads_training as ht, metrics as M
@@ -41,15 +43,20 @@ from eg3d_regressor_plugin.latent_interp import edit
 from eg3d_regressor_plugin.render import render_image
 
 YAWS = (-0.6, -0.3, 0.0, 0.3, 0.6)
+BLUR = 2.0  # px at 128: the eyes and lips still show (feature error reference)
 FIT = dict(hierarchical=True, n_samples=40)
 
 
 def generator_fidelity(G, seeds, yaws=YAWS):
-    """{yaw: dict(psnr, depth_err)}: G's render of each seed's head against the truth, at each yaw."""
+    """{yaw: dict(psnr, depth_err, feature_err, featureless_err, blurred_err)}: G's render of each
+    seed's head against the truth, at each yaw. feature_err: the mean absolute colour error (0..1)
+    over the pixels of the eyes and lips (heads.feature_mask); the same error of two references:
+    featureless_err, the true head rendered with those parts in the skin colour (a render that draws
+    none), and blurred_err, the true render blurred by a Gaussian of BLUR px (blurred, but drawn)."""
     nr = int(G.neural_rendering_resolution)
     out = {}
     for yaw in yaws:
-        ps, ds = [], []
+        ps, ds, fs, f0, fb = [], [], [], [], []
         for seed in seeds:
             t = ht.truth_sample(seed, G.z_dim, G.img_resolution, nr)
             c = cameras.pose_to_label(torch.tensor([yaw]), torch.tensor([0.0]))
@@ -58,7 +65,16 @@ def generator_fidelity(G, seeds, yaws=YAWS):
                 own = ht.synthesize(G, t['z'], c)
             ps.append(M.psnr(to_uint8(tt['image'])[0], to_uint8(own['image'].clamp(-1, 1))[0]))
             ds.append(float(M.depth_error(own['image_depth'], tt['depth'], tt['mask'])[0]))
-        out[yaw] = dict(psnr=float(np.mean(ps)), depth_err=float(np.mean(ds)))
+            params = heads.params_from_z(t['z'])
+            full = heads.render_heads(params, c, resolution=G.img_resolution, **ht.TARGET_RENDER)
+            plain = heads.render_heads(params, c, resolution=G.img_resolution, features=False, **ht.TARGET_RENDER)
+            m = heads.feature_mask(params, c, full).expand(-1, 3, -1, -1)
+            fs.append(float((own['image'].clamp(-1, 1) - full['image'])[m].abs().mean() / 2))
+            f0.append(float((plain['image'] - full['image'])[m].abs().mean() / 2))
+            blurred = torch.from_numpy(gaussian_filter(full['image'].numpy(), (0, 0, BLUR, BLUR), mode='nearest'))
+            fb.append(float((blurred - full['image'])[m].abs().mean() / 2))
+        out[yaw] = dict(psnr=float(np.mean(ps)), depth_err=float(np.mean(ds)), feature_err=float(np.mean(fs)),
+                        featureless_err=float(np.mean(f0)), blurred_err=float(np.mean(fb)))
     return out
 
 
@@ -142,6 +158,16 @@ def main(preset, network, regressor, train_kimg, train_pairs, device, quick, eg3
                  psnr_r=fid_r[y]['psnr'], depth_r=fid_r[y]['depth_err']) for y in YAWS]
     print(common.table(rows, [('yaw', 'yaw'), ('psnr', 'heads G PSNR'), ('depth', 'heads G depth err'),
                               ('psnr_r', 'random G PSNR'), ('depth_r', 'random G depth err')]))
+    print('\nThe eyes and lips: colour error (0..1) over their pixels; references: the true head with none drawn, '
+          f'and the true render blurred by {BLUR:g} px')
+    rows = [dict(yaw=f'{math.degrees(y):+.0f} deg', g=fid[y]['feature_err'], r=fid_r[y]['feature_err'],
+                 none=fid[y]['featureless_err'], blur=fid[y]['blurred_err']) for y in YAWS]
+    print(common.table(rows, [('yaw', 'yaw'), ('g', 'heads G'), ('r', 'random G'), ('none', 'featureless head'),
+                              ('blur', 'blurred truth')]))
+    g_err, none_err, blur_err = (np.mean([fid[y][k] for y in YAWS]) for k in ('feature_err', 'featureless_err', 'blurred_err'))
+    print('Target: the eyes and lips drawn, i.e. nearer the blurred truth than the featureless head ('
+          + ('met' if g_err < (none_err + blur_err) / 2 else 'NOT met')
+          + f': heads G {g_err:.3f}, featureless head {none_err:.3f}, blurred truth {blur_err:.3f})')
     curve = learning_curve(pkl)
     if curve:
         print('\nLearning curve (train-heads loss, mean over each stretch of steps)')

@@ -236,11 +236,15 @@ def _colours(P):
     return c
 
 
-def _albedo(p, P, L, C):
-    """Albedo [N, M, 3] at (surface) points p [N, M, 3]."""
+def _albedo(p, P, L, C, features=True):
+    """Albedo [N, M, 3] at (surface) points p [N, M, 3]; features=False paints the eyes, lips,
+    eyebrows and mouth line in the skin colour (the shape is unchanged)."""
     skin, eyes, lips, hair = _parts(p, P, L)
     d = torch.stack([skin, eyes, lips, hair], -1)
     wts = torch.softmax(-d / 0.003, dim=-1)  # [N, M, 4]
+    if not features:
+        s = C['skin'][:, None].expand(p.shape[:-1] + (3,))
+        return wts[..., :3].sum(-1, keepdim=True) * s + wts[..., 3:4] * C['hair'][:, None]
     # Eyes: white sclera, iris and pupil around the gaze direction +z.
     v_l, v_r = p - L['eye_l'], p - L['eye_r']
     v = torch.where((v_l.norm(dim=-1) < v_r.norm(dim=-1))[..., None], v_l, v_r)
@@ -275,8 +279,8 @@ def _normals(p, P, eps=1e-3):
     return torch.nn.functional.normalize(n, dim=-1)
 
 
-def _shade(p, P, L, C):
-    albedo = _albedo(p, P, L, C)
+def _shade(p, P, L, C, features=True):
+    albedo = _albedo(p, P, L, C, features)
     n = _normals(p, P)
     light = torch.nn.functional.normalize(torch.tensor(LIGHT, device=p.device), dim=0)
     lam = (n * light).sum(-1, keepdim=True).clamp_min(0)
@@ -284,6 +288,12 @@ def _shade(p, P, L, C):
 
 
 PARTS = ('skin', 'eyes', 'lips', 'hair')  # the order of point_truth's `part`
+FEATURES = ('eyes', 'lips')  # the small parts a generator learns last
+
+
+def is_feature(part):
+    """Bool tensor: which of point_truth's `part` indices are FEATURES."""
+    return torch.stack([part == PARTS.index(n) for n in FEATURES]).any(0)
 
 
 @torch.no_grad()
@@ -356,13 +366,14 @@ def _sample_depths(o, d, P, n_samples, hierarchical):
 
 
 def render_heads(params, c, resolution=128, n_samples=96, hierarchical=False, sharpness=0.004, sigma_max=400.0,
-                 chunk=4096):
+                 chunk=4096, features=True):
     """Volume-render heads ({name: [N]}, or [1] broadcast) from EG3D camera labels c [N, 25].
 
     Samples: n_samples midpoints evenly between RAY_START and RAY_END (or, hierarchical, half
     of them coarse and half in a window around the surface: about twice as fast for the same
     accuracy; see _sample_depths); density sigma_max * sigmoid(-sdf / sharpness); EG3D's
-    compositing (alpha = 1 - exp(-sigma delta)). Returns dict(image [N,3,R,R] in [-1,1] over the
+    compositing (alpha = 1 - exp(-sigma delta)). features=False paints the eyes, lips and eyebrows
+    in the skin colour (the baseline of feature_mask's pixels). Returns dict(image [N,3,R,R] in [-1,1] over the
     background colour, depth [N,1,R,R] (EG3D's depth: the weight-normalised expected ray distance,
     RAY_END where nothing is hit), alpha [N,1,R,R] (accumulated opacity)). Rays are processed
     `chunk` at a time, without gradients."""
@@ -386,13 +397,22 @@ def render_heads(params, c, resolution=128, n_samples=96, hierarchical=False, sh
             dep = (w * t).sum(-1) / acc.clamp_min(1e-8)
             dep = torch.where(acc > 1e-4, dep, torch.full_like(dep, RAY_END)).clamp(RAY_START, RAY_END)
             surf = o + d * dep[..., None]
-            col = _shade(surf, P, L, C)
+            col = _shade(surf, P, L, C, features)
             rgb.append(col * acc[..., None] + C['bg'][:, None] * (1 - acc[..., None]))
             depth.append(dep[..., None])
             alpha.append(acc[..., None])
     img = _to_image(torch.cat(rgb, 1), resolution) * 2 - 1
     return dict(image=img, depth=_to_image(torch.cat(depth, 1), resolution),
                 alpha=_to_image(torch.cat(alpha, 1), resolution))
+
+
+def feature_mask(params, c, render):
+    """Bool [N,1,R,R]: the pixels of `render` (render_heads' output for heads `params` at cameras
+    c) that the eyes or lips cover entirely."""
+    n, _, res, _ = render['depth'].shape
+    o, d = rays(c, res)
+    part = point_truth(o + d * render['depth'].reshape(n, -1, 1), params)['part']
+    return is_feature(part).reshape(n, 1, res, res) & (render['alpha'] > 0.98)
 
 
 def surface_depth(params, c, resolution=64, steps=96, step_scale=0.7, eps=1e-4):

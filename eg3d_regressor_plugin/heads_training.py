@@ -142,8 +142,7 @@ def surface_points(z, c, tgt, nr_resolution, generator, rays=SURFACE['rays']):
     occ_points = (o[:, :, None] + d[:, :, None] * t[..., None]).reshape(n, -1, 3)
     occ = torch.sigmoid(-heads.sdf(occ_points, P) / SURFACE['sharpness'])  # no colour needed here
     truth = heads.point_truth(o + d * depth[..., None], P)
-    detail = (truth['part'] == heads.PARTS.index('eyes')) | (truth['part'] == heads.PARTS.index('lips'))
-    weight = hit.float() * (1 + (SURFACE['detail'] - 1) * detail.float())
+    weight = hit.float() * (1 + (SURFACE['detail'] - 1) * heads.is_feature(truth['part']).float())
     return dict(occ_points=occ_points.to(device), occupancy=occ.to(device), colour_points=truth['surface'].to(device),
                 colour=truth['colour'].to(device), weight=weight.to(device))
 

@@ -173,6 +173,35 @@ def test_point_truth_on_the_surface(eg3d_root):
     assert part[0] == heads.PARTS.index('eyes') and part[1] == heads.PARTS.index('hair'), part
     assert part[2] == heads.PARTS.index('skin'), part  # the neck
 
+
+@pytest.mark.eg3d
+def test_featureless_render_and_feature_mask(eg3d_root):
+    """features=False keeps the shape and paints only the eyes, lips and brows; feature_mask
+    marks the eyes and lips: both eyes and the mouth at the frontal view, where the two renders
+    differ; outside it (and the brows above the eyes) the renders are the same."""
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(6))
+    params = heads.params_from_z(z)
+    c = _labels([0.0, 0.5])
+    full = heads.render_heads(params, c, resolution=96, hierarchical=True, n_samples=40)
+    plain = heads.render_heads(params, c, resolution=96, hierarchical=True, n_samples=40, features=False)
+    assert torch.equal(full['depth'], plain['depth']) and torch.equal(full['alpha'], plain['alpha'])
+    mask = heads.feature_mask(params, c, full)
+    assert mask.shape == (2, 1, 96, 96) and mask.dtype == torch.bool
+    diff = (full['image'] - plain['image']).abs().mean(1, keepdim=True)
+    assert diff[mask].mean() > 0.3, diff[mask].mean()
+    # Frontal: three blobs of pixels (two eyes left and right of the middle, the mouth below them).
+    ys, xs = mask[0, 0].nonzero(as_tuple=True)
+    left, right = xs < 47.5, xs > 47.5
+    assert left.sum() > 10 and right.sum() > 10
+    mouth = xs[(ys > ys.float().mean() + 8)]  # the lowest blob
+    assert len(mouth) > 10 and (mouth.float().mean() - 47.5).abs() < 3
+    # Beyond the features and a margin around them (the brows), nothing changes.
+    near = torch.nn.functional.max_pool2d(mask.float(), 25, stride=1, padding=12) > 0
+    assert diff[~near].max() < 1e-6
+    # is_feature follows PARTS.
+    parts = torch.arange(len(heads.PARTS))
+    assert heads.is_feature(parts).tolist() == [p in heads.FEATURES for p in heads.PARTS]
+
 #----------------------------------------------------------------------------
 # Training EG3D's generator.
 
