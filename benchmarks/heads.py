@@ -58,15 +58,15 @@ def generator_fidelity(G, seeds, yaws=YAWS):
     for yaw in yaws:
         ps, ds, fs, f0, fb = [], [], [], [], []
         for seed in seeds:
-            t = ht.truth_sample(seed, G.z_dim, G.img_resolution, nr)
+            z = torch.from_numpy(seed_z(seed, G.z_dim))
             c = cameras.pose_to_label(torch.tensor([yaw]), torch.tensor([0.0]))
-            tt = ht.targets(t['z'], c, G.img_resolution, nr)
+            params = heads.params_from_z(z)
+            full = heads.render_heads(params, c, resolution=G.img_resolution, **ht.TARGET_RENDER)
+            tt = ht.targets(z, c, G.img_resolution, nr, render=full)
             with torch.no_grad():
-                own = ht.synthesize(G, t['z'], c)
+                own = ht.synthesize(G, z, c)
             ps.append(M.psnr(to_uint8(tt['image'])[0], to_uint8(own['image'].clamp(-1, 1))[0]))
             ds.append(float(M.depth_error(own['image_depth'], tt['depth'], tt['mask'])[0]))
-            params = heads.params_from_z(t['z'])
-            full = heads.render_heads(params, c, resolution=G.img_resolution, **ht.TARGET_RENDER)
             plain = heads.render_heads(params, c, resolution=G.img_resolution, features=False, **ht.TARGET_RENDER)
             m = heads.feature_mask(params, c, full).expand(-1, 3, -1, -1)
             fs.append(float((own['image'].clamp(-1, 1) - full['image'])[m].abs().mean() / 2))

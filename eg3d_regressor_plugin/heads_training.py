@@ -74,10 +74,13 @@ def sample_batch(batch, generator, z_dim, yaw_max=cameras.FFHQ_YAW_MAX, device='
     return z.to(device), cameras.pose_to_label(yaw, pitch, device=device)
 
 
-def targets(z, c, img_resolution, nr_resolution):
+def targets(z, c, img_resolution, nr_resolution, render=None):
     """The true renders of z's heads at cameras c: image [B,3,R,R], image_raw and depth at the
-    neural rendering resolution, and mask (pixels entirely covered by the head) for the depth."""
-    t = heads.render_heads(heads.params_from_z(z), c, resolution=img_resolution, **TARGET_RENDER)
+    neural rendering resolution, and mask (pixels entirely covered by the head) for the depth.
+    render: heads.render_heads' output for them at img_resolution with TARGET_RENDER, if the
+    caller has it already."""
+    t = render if render is not None else heads.render_heads(heads.params_from_z(z), c, resolution=img_resolution,
+                                                             **TARGET_RENDER)
     f = img_resolution // nr_resolution
     pool = (lambda x: F.avg_pool2d(x, f)) if f > 1 else (lambda x: x)
     return dict(image=t['image'], image_raw=pool(t['image']), depth=pool(t['depth']),

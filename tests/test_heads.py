@@ -229,6 +229,17 @@ def test_training_reduces_the_loss(eg3d_root, tmp_path):
 
 
 @pytest.mark.eg3d
+def test_targets_from_a_render_the_caller_has(eg3d_root):
+    from eg3d_regressor_plugin import heads_training as ht
+    z = ht.code_pool(2, 32, seed=5)
+    c = _labels([0.0, 0.4])
+    render = heads.render_heads(heads.params_from_z(z), c, resolution=64, **ht.TARGET_RENDER)
+    own, given = ht.targets(z, c, 64, 16), ht.targets(z, c, 64, 16, render=render)
+    assert set(own) == set(given) and all(torch.equal(own[k], given[k]) for k in own)
+    assert given['depth'].shape == (2, 1, 16, 16)
+
+
+@pytest.mark.eg3d
 def test_surface_losses_supervise_the_field_around_the_true_surface(eg3d_root):
     """surface_points labels points along training rays with the true occupancy and the true
     surface colour (the eyes and lips weighted up); a few Adam steps on surface_losses alone
