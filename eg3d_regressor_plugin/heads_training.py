@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import cameras
 from . import bridge, presets
 from . import heads
-from .catalog import HEADS_TRAINING
+from .catalog import HEADS_TRAINING, PRESETS
 from .errors import UserError
 from .files import atomic_path
 
@@ -254,7 +254,9 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
                 snapshot_every=DEFAULTS['snapshot_every'], num_heads=None, init=None,
                 warmup=DEFAULTS['warmup'], progress=True, log=None):
     """Train (or, with resume, continue training) a generator to draw heads.py's heads, writing
-    snapshots to `out` (an EG3D network pickle) and `state_path(out)`. `steps` is the total step
+    snapshots to `out` (an EG3D network pickle) and `state_path(out)`. A new run builds its
+    generator from `preset` (presets.build_networks); a resumed or initialised one keeps the
+    configuration of the generator it starts from. `steps` is the total step
     count: a resumed run continues from its saved step up to `steps`, with its saved seed and
     num_heads (the other settings may change). init (a train-heads pickle, or 'shipped' for the
     package's weights) starts a new run from that generator at its step, with a fresh optimiser
@@ -311,6 +313,8 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
         gen.manual_seed(seed)
         torch.manual_seed(seed)
     ramp_from = config.get('init_step') if config.get('init') else None  # the step the rate ramps up from
+    if resume or init:  # the generator's own configuration, not the `preset` argument
+        config['preset'] = presets.preset_of(G)
     _check(G.z_dim >= heads.NUM_PARAMS, f'preset {preset}: z_dim {G.z_dim} < the {heads.NUM_PARAMS} head parameters')
     nr_saved = G.neural_rendering_resolution  # G.synthesis(neural_rendering_resolution=...) overwrites it
     nr = neural_rendering_resolution or nr_saved
@@ -424,9 +428,11 @@ def export_weights(network_pkl, out):
     kwargs = data.get('training_set_kwargs') or {}
     _check(isinstance(kwargs.get('heads_step'), int), f'{network_pkl} is not a train-heads pickle (no heads_step)')
     G = data['G_ema']
+    preset = presets.preset_of(G)
+    _check(preset is not None, f'{network_pkl}: its generator matches none of the presets ({", ".join(PRESETS)})')
     state = {k: (v.detach().cpu().float() if k.endswith('w_avg') else v.detach().cpu().half())
              for k, v in G.state_dict().items()}
-    blob = dict(format=WEIGHTS_FORMAT, version=1, preset='tiny', heads_step=kwargs['heads_step'],
+    blob = dict(format=WEIGHTS_FORMAT, version=1, preset=preset, heads_step=kwargs['heads_step'],
                 neural_rendering_resolution=int(G.neural_rendering_resolution), state=state)
     with atomic_path(out) as tmp:
         torch.save(blob, tmp)

@@ -78,6 +78,18 @@ def build_networks(preset='tiny', seed=0, w_avg_samples=10000):
     return G, D
 
 
+def preset_of(G):
+    """The name of the preset whose configuration built generator G (matched on EG3D's init_kwargs:
+    image resolution, channel base and max, z_dim and super-resolution module), or None."""
+    kw = getattr(G, 'init_kwargs', None) or {}
+    sr = (getattr(G, 'rendering_kwargs', None) or kw.get('rendering_kwargs') or {}).get('superresolution_module')
+    for name, p in PRESETS.items():
+        if (kw.get('img_resolution'), kw.get('channel_base'), kw.get('channel_max'), kw.get('z_dim'), sr) == \
+                (p['res'], p['cbase'], p['cmax'], p['z_dim'], f'training.superresolution.{p["sr"]}'):
+            return name
+    return None
+
+
 def save_network_pkl(path, G, D, training_set_kwargs=None):
     """Write an EG3D snapshot (G, D, G_ema, augment_pipe, training_set_kwargs) atomically; EG3D's
     legacy.load_network_pkl requires all of G, D and G_ema."""

@@ -3,6 +3,7 @@ the train-heads command."""
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -515,6 +516,32 @@ def test_exported_weights_rebuild_the_generator(eg3d_root, tmp_path):
         ht.shipped_networks(tmp_path / 'bad.pt')
     with pytest.raises(UserError, match='missing'):
         ht.shipped_networks(tmp_path / 'none.pt')
+
+
+@pytest.mark.eg3d
+def test_a_larger_preset_trains_exports_and_resumes_as_itself(eg3d_root, tmp_path):
+    """train-heads --preset small: a 256 px run whose pickle, resumed run and exported weights all
+    keep its configuration (presets.preset_of), not the default tiny one."""
+    from eg3d_regressor_plugin import heads_training as ht, presets
+    assert presets.preset_of(presets.build_networks('tiny', w_avg_samples=0)[0]) == 'tiny'
+    pkl = tmp_path / 's.pkl'
+    proc = subprocess.run([sys.executable, '-m', 'eg3d_regressor_plugin.train_heads', '--out', str(pkl), '--steps', '1',
+                           '--preset', 'small', '--nr-res', '16', '--batch', '1', '--device', 'cpu'],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    G = bridge.load_generator(pkl)
+    assert G.img_resolution == 256 and presets.preset_of(G) == 'small'
+    ht.train_heads(pkl, steps=2, resume=True, **FAST)
+    assert torch.load(ht.state_path(pkl), weights_only=True)['config']['preset'] == 'small'
+    ht.export_weights(pkl, tmp_path / 'w.pt')
+    G2, _, kwargs = ht.shipped_networks(tmp_path / 'w.pt')
+    assert G2.img_resolution == 256 and presets.preset_of(G2) == 'small' and kwargs['heads_step'] == 2
+    other = types.SimpleNamespace(init_kwargs=dict(G.init_kwargs, channel_base=123), rendering_kwargs=G.rendering_kwargs)
+    assert presets.preset_of(other) is None  # a configuration no preset has
+    line = assert_one_line_error(_cmd('--out', pkl, '--steps', 3, '--resume', '--preset', 'tiny'))
+    assert '--preset tiny with --resume' in line
+    line = assert_one_line_error(_cmd('--out', tmp_path / 'n.pkl', '--preset', 'small', '--nr-res', '48'))
+    assert '--nr-res 48' in line and '256 px' in line and not (tmp_path / 'n.pkl').exists()
 
 
 def _random_pkl(tmp_path):
