@@ -315,7 +315,8 @@ def train_heads(out, steps=1000, batch=DEFAULTS['batch'], lr=DEFAULTS['lr'], see
     ramp_from = config.get('init_step') if config.get('init') else None  # the step the rate ramps up from
     if resume or init:  # the generator's own configuration, not the `preset` argument
         config['preset'] = presets.preset_of(G)
-    _check(G.z_dim >= heads.NUM_PARAMS, f'preset {preset}: z_dim {G.z_dim} < the {heads.NUM_PARAMS} head parameters')
+    _check(G.z_dim >= heads.NUM_PARAMS,
+           f'preset {config["preset"]}: z_dim {G.z_dim} < the {heads.NUM_PARAMS} head parameters')
     nr_saved = G.neural_rendering_resolution  # G.synthesis(neural_rendering_resolution=...) overwrites it
     nr = neural_rendering_resolution or nr_saved
     _check(G.img_resolution % nr == 0 and nr >= 8,

@@ -25,7 +25,7 @@ from .options import Command, device_option, eg3d_option
               help='Generator configuration of a new run (see init-network)  [default: tiny; --resume and --init '
                    'keep their generator\'s]')
 @click.option('--nr-res', type=int, default=None, metavar='INT',
-              help='Neural rendering resolution while training (lower is faster)  [default: the preset\'s, 64]')
+              help='Neural rendering resolution while training (lower is faster)  [default: the preset\'s: 64 for tiny]')
 @click.option('--snap', type=int, default=DEFAULTS['snapshot_every'], show_default=True,
               help='Write a snapshot every this many steps')
 @click.option('--heads', 'num_heads', type=int, default=None, metavar='INT',
